@@ -1,0 +1,30 @@
+from pathlib import Path
+
+import pytest
+
+from vcwc.datasets import default_data_dir
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared data directory ($VCWC_DATA, else <repo root>/../shared/data); skips when absent."""
+    path = default_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared data directory {path} not found (set VCWC_DATA to point at it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cifar10_dir(data_dir: Path) -> Path:
+    path = data_dir / "cifar10"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found: the CIFAR-10 models and images are not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """The repository's models/ folder with the bundled digits model and its test set."""
+    return REPO_ROOT / "models"

@@ -1,0 +1,160 @@
+"""End to end with the real ffmpeg: every software codec, real tensors."""
+
+import numpy as np
+import pytest
+import torch
+
+import vcwc
+from vcwc import QuantConfig, Selection, dequantize, quantize
+from vcwc.metrics import snr_db
+
+CODECS = ["x264", "x265", "aom", "svtav1"]
+
+
+def int8_reference(tensor, per_channel=False):
+    q = quantize(tensor, QuantConfig("per_channel" if per_channel else "per_tensor"))
+    return torch.from_numpy(dequantize(q.symbols, q.scales)).to(tensor.dtype)
+
+
+def assert_lossless(original, decoded, coded_names, per_channel=False):
+    assert list(decoded) == list(original)
+    for name, tensor in original.items():
+        assert decoded[name].dtype == tensor.dtype and decoded[name].shape == tensor.shape, name
+        expected = int8_reference(tensor, per_channel) if name in coded_names else tensor
+        assert torch.equal(decoded[name], expected), name
+
+
+@pytest.fixture(scope="module")
+def resnet18_state_dict():
+    from vcwc.architectures import build_model
+
+    torch.manual_seed(0)
+    return build_model("resnet18").state_dict()
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_lossless_round_trip_is_bit_exact_on_resnet18(codec, resnet18_state_dict):
+    compressed = vcwc.compress(resnet18_state_dict, codec=codec)
+    coded = {t["name"] for t in compressed.metadata["tensors"] if t["storage"] == "video"}
+    assert len(coded) == 21  # 20 conv kernels and fc.weight
+    assert_lossless(resnet18_state_dict, vcwc.decompress(compressed.data), coded)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_lossless_round_trip_is_bit_exact_on_cifar_resnets(codec, per_channel, cifar10_dir):
+    for path in sorted(cifar10_dir.glob("resnet*.th")):
+        model = vcwc.load_model(path)
+        compressed = vcwc.compress(model, codec=codec, per_channel=per_channel)
+        coded = {t["name"] for t in compressed.metadata["tensors"] if t["storage"] == "video"}
+        assert len(coded) == int(path.name[6:8]), path.name  # depth - 1 convs and the linear layer
+        assert_lossless(model.state_dict, vcwc.decompress(compressed.data), coded, per_channel)
+
+
+@pytest.fixture(scope="module")
+def small_conv_model():
+    torch.manual_seed(1)
+    return {"features.0.weight": torch.randn(32, 16, 3, 3) * 0.05, "features.0.bias": torch.randn(32),
+            "head.weight": torch.randn(10, 288) * 0.02, "head.bias": torch.zeros(10)}
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_lossy_snr_rises_as_qp_falls_and_model_still_loads(codec, small_conv_model):
+    low, high = vcwc.get_codec(codec).qp_range
+    snrs = []
+    for qp in (high * 3 // 4, high // 2, high // 6):
+        compressed = vcwc.compress(small_conv_model, codec=codec, qp=qp)
+        decoded = vcwc.decompress(compressed.data)
+        snrs.append(snr_db(small_conv_model["features.0.weight"], decoded["features.0.weight"]))
+        stored = {t["name"]: t.get("snr_db") for t in compressed.metadata["tensors"]}
+        assert stored["features.0.weight"] == pytest.approx(snrs[-1])
+        module = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 3))
+        module.load_state_dict({"0.weight": decoded["features.0.weight"], "0.bias": decoded["features.0.bias"]},
+                               strict=True)
+    assert snrs[0] < snrs[1] < snrs[2], snrs
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_compressing_twice_gives_identical_bytes_whatever_the_workers(codec, small_conv_model):
+    first = vcwc.compress(small_conv_model, codec=codec, qp=20, workers=1)
+    second = vcwc.compress(small_conv_model, codec=codec, qp=20, workers=2)
+    assert first.data == second.data
+
+
+def test_dtypes_come_back_as_they_were():
+    torch.manual_seed(2)
+    model = {"a.weight": torch.randn(8, 8).half(), "b.weight": torch.randn(8, 8).bfloat16(),
+             "c.weight": torch.randn(8, 8), "c.bias": torch.randn(8).bfloat16(),
+             "steps": torch.tensor([3, 4], dtype=torch.int64), "mask": torch.tensor([True, False])}
+    decoded = vcwc.decompress(vcwc.compress(model, codec="x264").data)
+    for name, tensor in model.items():
+        assert decoded[name].dtype == tensor.dtype
+    for name in ("c.bias", "steps", "mask"):
+        assert torch.equal(decoded[name], model[name])
+
+
+def test_uncoded_float16_storage_is_reported_and_restores_dtype():
+    model = {"w.weight": torch.randn(16, 16), "w.bias": torch.randn(16)}
+    decoded = vcwc.decompress(vcwc.compress(model, codec="x264", uncoded="float16").data)
+    assert decoded["w.bias"].dtype == torch.float32
+    assert torch.equal(decoded["w.bias"], model["w.bias"].half().float())
+
+
+@pytest.mark.parametrize("codec", ["x264", "svtav1"])
+def test_awkward_shapes_round_trip(codec):
+    torch.manual_seed(3)
+    model = {"one.weight": torch.randn(1, 1), "row.weight": torch.randn(1, 37), "odd.weight": torch.randn(7, 13),
+             "zero.weight": torch.zeros(5, 6), "wide.weight": torch.randn(2, 20000),
+             "empty.weight": torch.randn(0, 4), "scalar": torch.tensor(1.5)}
+    compressed = vcwc.compress(model, codec=codec)
+    wide_regions = next(t["regions"] for t in compressed.metadata["tensors"] if t["name"] == "wide.weight")
+    assert len(wide_regions) > 1  # wider than the frame limit: tiled
+    decoded = vcwc.decompress(compressed.data)
+    coded = {t["name"] for t in compressed.metadata["tensors"] if t["storage"] == "video"}
+    assert_lossless(model, decoded, coded)
+    assert torch.equal(decoded["zero.weight"], model["zero.weight"])
+
+
+def test_one_tensor_decodes_without_the_others(small_conv_model):
+    compressed = vcwc.compress(small_conv_model, codec="x265")
+    only = vcwc.decompress(compressed.data, names=["head.weight"])
+    assert list(only) == ["head.weight"]
+    assert torch.equal(only["head.weight"], int8_reference(small_conv_model["head.weight"]))
+    with pytest.raises(vcwc.InputError, match="nope"):
+        vcwc.decompress(compressed.data, names=["nope"])
+
+
+def test_selection_fc_include_and_exclude(small_conv_model):
+    fc_only = vcwc.compress(small_conv_model, codec="x264", selection=Selection(layers="fc"))
+    assert {t["name"] for t in fc_only.metadata["tensors"] if t["storage"] == "video"} == {"head.weight"}
+    no_head = vcwc.compress(small_conv_model, codec="x264", selection=Selection(exclude=("head.*",)))
+    decoded = vcwc.decompress(no_head.data)
+    assert torch.equal(decoded["head.weight"], small_conv_model["head.weight"])
+    with pytest.raises(vcwc.InputError, match="typo"):
+        vcwc.compress(small_conv_model, selection=Selection(include=("typo*",)))
+
+
+def test_tensors_with_different_settings_never_share_a_frame(small_conv_model):
+    from vcwc.codecs import EncoderSettings
+    from vcwc.files import from_checkpoint
+    from vcwc.pipeline import TensorPlan, encode_plans
+
+    codec = vcwc.get_codec("x265")
+    plans = {"features.0.weight": TensorPlan("features.0.weight", codec, EncoderSettings(qp=30), QuantConfig()),
+             "head.weight": TensorPlan("head.weight", codec, EncoderSettings(), QuantConfig())}
+    compressed = encode_plans(from_checkpoint(small_conv_model), plans)
+    frames = {t["name"]: {r["frame"] for r in t.get("regions", [])} for t in compressed.metadata["tensors"]}
+    assert frames["features.0.weight"].isdisjoint(frames["head.weight"])
+    decoded = vcwc.decompress(compressed.data)
+    assert torch.equal(decoded["head.weight"], int8_reference(small_conv_model["head.weight"]))
+
+
+def test_size_report_adds_up(small_conv_model):
+    compressed = vcwc.compress(small_conv_model, codec="x265")
+    report = vcwc.size_report(compressed)
+    assert report.file_bytes == len(compressed.data)
+    assert report.file_bytes == report.header_bytes + report.video_bytes + report.quantizer_bytes + report.uncoded_bytes
+    assert report.coded_weights == 32 * 16 * 9 + 10 * 288
+    coded = [t for t in report.tensors if t.storage == "video"]
+    assert sum(t.bytes for t in coded) == pytest.approx(report.coded_bytes)
+    assert report.bits_per_weight == pytest.approx(8 * report.coded_bytes / report.coded_weights)

@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import torch
+
+from vcwc import InputError, QuantConfig, dequantize, quantize
+from vcwc import layout
+from vcwc.metrics import snr_db
+
+
+def test_per_tensor_scale_is_max_abs_over_127():
+    weights = torch.tensor([[0.5, -1.27], [0.0, 1.0]])
+    q = quantize(weights, QuantConfig())
+    assert q.scales.tolist() == [pytest.approx(0.01)]
+    assert q.symbols.tolist() == [[50, -127], [0, 100]]
+
+
+def test_per_channel_gives_each_output_channel_its_own_scale():
+    weights = torch.randn(8, 4, 3, 3) * torch.arange(1, 9).view(8, 1, 1, 1)
+    q = quantize(weights, QuantConfig("per_channel"))
+    assert q.scales.shape == (8,)
+    assert (np.abs(q.symbols.reshape(8, -1)).max(axis=1) == 127).all()
+    error = dequantize(q.symbols, q.scales) - weights.numpy()
+    assert (np.abs(error) <= q.scales.reshape(8, 1, 1, 1) / 2 + 1e-7).all()
+
+
+def test_int8_quantization_error_is_small():
+    weights = torch.randn(64, 64)
+    q = quantize(weights, QuantConfig())
+    assert snr_db(weights, dequantize(q.symbols, q.scales)) > 35
+
+
+def test_fewer_bits_means_fewer_levels():
+    q = quantize(torch.randn(32, 32), QuantConfig(bits=4))
+    assert np.abs(q.symbols).max() == 7
+
+
+def test_all_zero_tensor_and_zero_channels_come_back_as_zero():
+    weights = torch.zeros(4, 5)
+    weights[1] = 1.0
+    for granularity in ("per_tensor", "per_channel"):
+        q = quantize(weights, QuantConfig(granularity))
+        assert np.array_equal(dequantize(q.symbols, q.scales), weights.numpy())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(bad):
+    weights = torch.ones(3, 3)
+    weights[1, 1] = bad
+    with pytest.raises(InputError, match="layer1.conv.weight"):
+        quantize(weights, QuantConfig(), "layer1.conv.weight")
+
+
+def test_invalid_config_is_refused():
+    with pytest.raises(InputError):
+        QuantConfig("per_row")
+    with pytest.raises(InputError):
+        QuantConfig(bits=9)
+
+
+@pytest.mark.parametrize("arrangement", ["rows", "kernel_blocks"])
+@pytest.mark.parametrize("shape", [(16, 3, 3, 3), (10, 64), (1, 1), (4, 2, 5, 1), (2, 3, 3, 3, 3)])
+def test_matrix_view_round_trips(arrangement, shape):
+    symbols = np.arange(np.prod(shape)).reshape(shape).astype(np.int8)
+    matrix = layout.as_matrix(symbols, arrangement)
+    assert matrix.shape == layout.matrix_shape(shape, arrangement)
+    assert np.array_equal(layout.from_matrix(matrix, shape, arrangement), symbols)
+
+
+def test_kernel_blocks_keep_each_kernel_as_a_block():
+    symbols = np.arange(2 * 3 * 3 * 3).reshape(2, 3, 3, 3).astype(np.int8)
+    matrix = layout.as_matrix(symbols, "kernel_blocks")
+    assert np.array_equal(matrix[3:6, 6:9], symbols[1, 2])
+
+
+def _assert_valid_packing(shapes, limits):
+    packing = layout.pack(shapes, limits)
+    used = {}
+    for index, ((rows, cols), regions) in enumerate(zip(shapes, packing.regions)):
+        covered = np.zeros((rows, cols), dtype=int)
+        for r in regions:
+            width, height = packing.frame_sizes[r.frame]
+            assert r.x % limits.block_size == 0 and r.y % limits.block_size == 0
+            assert r.x + r.width <= width and r.y + r.height <= height
+            assert width <= limits.max_width and height <= limits.max_height
+            assert width % 2 == 0 and height % 2 == 0
+            covered[r.row:r.row + r.height, r.col:r.col + r.width] += 1
+            block = used.setdefault(r.frame, np.zeros((height, width), dtype=int))
+            block[r.y:r.y + r.height, r.x:r.x + r.width] += 1
+        assert (covered == 1).all(), f"matrix {index} not covered exactly once"
+    assert all((block <= 1).all() for block in used.values()), "regions overlap"
+    return packing
+
+
+def test_packing_puts_small_tensors_together_on_block_boundaries():
+    limits = layout.FrameLimits(block_size=16, min_size=16, max_width=16384, max_height=16384)
+    shapes = [(16, 27), (16, 144), (32, 288), (10, 64), (1, 1), (7, 13)]
+    packing = _assert_valid_packing(shapes, limits)
+    assert len(packing.frame_sizes) == 1
+
+
+def test_matrices_wider_than_the_codec_allows_are_tiled():
+    limits = layout.FrameLimits(block_size=16, min_size=16, max_width=16384, max_height=16384)
+    packing = _assert_valid_packing([(3, 20000), (5000, 40)], limits)
+    assert len(packing.regions[0]) == 5  # 20000 columns in tiles of at most 4096
+
+
+def test_render_and_extract_round_trip():
+    limits = layout.FrameLimits(block_size=64, min_size=64, max_width=8192, max_height=8192)
+    rng = np.random.default_rng(0)
+    matrices = [rng.integers(-128, 128, size=shape, dtype=np.int16).astype(np.int8)
+                for shape in [(3, 5000), (70, 9), (1, 1)]]
+    packing = layout.pack([m.shape for m in matrices], limits)
+    frames = dict(enumerate(layout.render(packing, matrices)))
+    for matrix, regions in zip(matrices, packing.regions):
+        assert np.array_equal(layout.extract(frames, regions, *matrix.shape), matrix)

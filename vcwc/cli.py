@@ -1,0 +1,281 @@
+"""Command line: a thin layer over the library. `main(argv)` returns the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from . import __version__, codecs, ffmpeg, probe
+from .architectures import ARCHITECTURES
+from .demo import SOFTWARE_CODECS
+from .errors import VcwcError
+from .files import load_model, save_state_dict
+from .pipeline import CompressedModel, Selection, compress
+from .report import size_report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except VcwcError as exc:
+        print(f"vcwc: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vcwc: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vcwc", description="Compress neural-network weights with video codecs.")
+    parser.add_argument("--version", action="version", version=f"vcwc {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = commands.add_parser("compress", help="compress a model file into a .vcwc file")
+    p.add_argument("model", help="a .pt/.pth/.th checkpoint or a .safetensors file")
+    p.add_argument("-o", "--output", required=True, help="the .vcwc file to write")
+    p.add_argument("--codec", default="x265", choices=codecs.codec_names(), help="video codec (default x265)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--qp", type=int, help="lossy coding at this constant QP (all-intra)")
+    mode.add_argument("--lossless", action="store_true",
+                      help="int8 symbols come back bit-exact (the default; the int8 rounding remains)")
+    p.add_argument("--per-channel", action="store_true", help="one int8 scale per output channel")
+    p.add_argument("--bits", type=int, default=8, help="quantization bits, 2..8 (default 8)")
+    p.add_argument("--layers", choices=["all", "fc"], default="all",
+                   help="code every >=2-D float tensor (all) or only 2-D fully-connected weights (fc)")
+    p.add_argument("--include", action="append", default=[], metavar="PATTERN",
+                   help="code only tensors whose names match (fnmatch; repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="keep tensors whose names match exact (fnmatch; repeatable), e.g. conv1.weight")
+    p.add_argument("--arrangement", choices=["rows", "kernel_blocks"], default="rows",
+                   help="conv kernels as flattened rows or as k x k blocks in the frame")
+    p.add_argument("--preset", help="encoder preset (x264/x265 names, aom cpu-used, SVT-AV1 preset number)")
+    p.add_argument("--uncoded", choices=["exact", "float16"], default="exact",
+                   help="how to store tensors that are not video-coded (biases, BatchNorm)")
+    _add_common(p, force=True, json_output=True)
+    p.set_defaults(handler=_compress)
+
+    p = commands.add_parser("decompress", help="rebuild a state dict from a .vcwc file")
+    p.add_argument("input", help="the .vcwc file")
+    p.add_argument("-o", "--output", required=True, help="a .safetensors or .pt file to write")
+    p.add_argument("--restore-prefix", action="store_true",
+                   help="put back the prefix (e.g. module.) and checkpoint layout the input model had")
+    _add_common(p, force=True)
+    p.set_defaults(handler=_decompress)
+
+    p = commands.add_parser("info", help="per-tensor sizes, codecs and errors of a .vcwc file")
+    p.add_argument("input", help="the .vcwc file")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.set_defaults(handler=_info)
+
+    p = commands.add_parser("eval", help="accuracy of a model or .vcwc file on an evaluation set")
+    p.add_argument("model", help="a .vcwc file, or a .pt/.pth/.th/.safetensors model")
+    p.add_argument("--arch", required=True, help=f"architecture: {', '.join(ARCHITECTURES)}")
+    p.add_argument("--data", required=True, help="a .npz with x (uint8 NHWC) and y, or a folder of class folders")
+    p.add_argument("--reference", help="the original model: adds agreement of top-1 predictions and mean KL")
+    p.add_argument("--limit", type=int, help="evaluate a fixed class-balanced subset of this many images")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument("--ffmpeg", help="ffmpeg binary for .vcwc input")
+    p.set_defaults(handler=_eval)
+
+    p = commands.add_parser("demo", help="compress a model with every working codec and compare size and accuracy",
+                            description="With no arguments: the bundled digits ResNet and its held-out digits.")
+    p.add_argument("--model", help="model file (default: the bundled digits ResNet)")
+    p.add_argument("--arch", help="architecture of --model (default: digits_resnet)")
+    p.add_argument("--data", help="evaluation set (default: the bundled held-out digits)")
+    p.add_argument("--limit", type=int, help="evaluate a fixed class-balanced subset of this many images")
+    p.add_argument("--codecs", default=",".join(SOFTWARE_CODECS), help="comma-separated codecs")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument("--ffmpeg", help="ffmpeg binary (default: $VCWC_FFMPEG, else imageio-ffmpeg's)")
+    p.set_defaults(handler=_demo)
+
+    p = commands.add_parser("encoders", help="which encoders this ffmpeg has and which work here")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument("--ffmpeg", help="ffmpeg binary (default: $VCWC_FFMPEG, else imageio-ffmpeg's)")
+    p.set_defaults(handler=_encoders)
+    return parser
+
+
+def _add_common(p, *, force=False, json_output=False):
+    p.add_argument("--ffmpeg", help="ffmpeg binary (default: $VCWC_FFMPEG, else imageio-ffmpeg's)")
+    p.add_argument("--workers", type=int, help="ffmpeg processes at once (default: one per core)")
+    if force:
+        p.add_argument("--force", action="store_true", help="overwrite the output if it exists")
+    if json_output:
+        p.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+
+
+def _compress(args) -> int:
+    output = Path(args.output)
+    if output.exists() and not args.force:
+        raise_exists(output)
+    model = load_model(args.model)
+    selection = Selection(args.layers, tuple(args.include), tuple(args.exclude))
+    compressed = compress(model, codec=args.codec, qp=args.qp, per_channel=args.per_channel, bits=args.bits,
+                          selection=selection, arrangement=args.arrangement, preset=args.preset,
+                          uncoded=args.uncoded, ffmpeg_path=args.ffmpeg, workers=args.workers, progress=True)
+    compressed.save(output, force=args.force)
+    report = size_report(compressed)
+    if args.json:
+        print(json.dumps({"output": str(output), **_summary(report)}, indent=2))
+    else:
+        lossy = f"QP {args.qp}" if args.qp is not None else "lossless on the int8 symbols"
+        print(f"{output}: {report.file_bytes:,} bytes, {report.compression_ratio:.1f}x smaller than the original "
+              f"({report.original_bytes:,} bytes); {report.coded_weights:,} weights coded with {args.codec}, {lossy}, "
+              f"at {report.bits_per_weight:.3f} bits/weight; lowest weight SNR {_lowest_snr(report)}")
+    return 0
+
+
+def raise_exists(path: Path):
+    from .errors import InputError
+
+    raise InputError(f"output {str(path)!r} exists; pass --force to overwrite it")
+
+
+def _decompress(args) -> int:
+    output = Path(args.output)
+    if output.exists() and not args.force:
+        raise_exists(output)
+    compressed = CompressedModel.open(args.input)
+    state_dict = compressed.decompress(ffmpeg_path=args.ffmpeg, workers=args.workers, progress=True)
+    source = compressed.metadata["source"]
+    extras, container_key = source["extras"] or None, None
+    if args.restore_prefix:
+        state_dict = {source["prefix"] + name: tensor for name, tensor in state_dict.items()}
+        container_key = source["container_key"]
+    save_state_dict(state_dict, output, force=args.force, extras=extras, container_key=container_key)
+    print(f"{output}: {len(state_dict)} tensors", file=sys.stderr)
+    return 0
+
+
+def _info(args) -> int:
+    compressed = CompressedModel.open(args.input)
+    report = size_report(compressed)
+    if args.json:
+        print(json.dumps({"input": args.input, "vcwc_version": compressed.metadata["vcwc_version"],
+                          "ffmpeg_version": compressed.metadata["ffmpeg_version"], **report.to_dict()}, indent=2))
+        return 0
+    rows = [(t.name, "x".join(map(str, t.shape)), t.storage if t.storage == "uncoded" else t.codec,
+             "-" if t.qp is None else str(t.qp), f"{t.bytes:,.0f}", f"{t.bits_per_weight:.3f}", _snr_text(t.snr_db))
+            for t in report.tensors]
+    print(_table(("tensor", "shape", "codec", "QP", "bytes", "bits/weight", "SNR dB"), rows))
+    print()
+    print(_summary_text(report))
+    return 0
+
+
+def _eval(args) -> int:
+    from .architectures import build_model, get_architecture
+    from .datasets import load_dataset
+    from .evaluate import evaluate
+
+    spec = get_architecture(args.arch)
+    dataset = load_dataset(args.data, limit=args.limit)
+    model = build_model(args.arch, load_weights(args.model, args.ffmpeg))
+    reference = build_model(args.arch, load_weights(args.reference, args.ffmpeg)) if args.reference else None
+    result = evaluate(model, dataset, spec.preprocess, batch_size=args.batch_size, reference=reference)
+    if args.json:
+        print(json.dumps({"model": args.model, "arch": args.arch, "data": args.data, "reference": args.reference,
+                          **result.to_dict()}, indent=2))
+        return 0
+    line = f"{args.model}: top-1 {result.top1:.2f}%, top-5 {result.top5:.2f}% on {result.n_images:,} images"
+    if reference is not None:
+        line += f"; agreement with the reference {result.agreement:.2f}%, mean KL {result.mean_kl:.2e}"
+    print(line)
+    return 0
+
+
+def load_weights(path: str, ffmpeg_path: str | None = None):
+    """A state dict from a model file, or from a .vcwc file decompressed in memory."""
+    if Path(path).suffix == ".vcwc":
+        return CompressedModel.open(path).decompress(ffmpeg_path=ffmpeg_path, progress=True)
+    return load_model(path).state_dict
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    codec_list = [name.strip() for name in args.codecs.split(",") if name.strip()]
+    for name in codec_list:
+        codecs.get_codec(name)  # unknown names fail before any work
+    result = run_demo(args.model, args.arch, args.data, limit=args.limit, codecs=codec_list,
+                      ffmpeg_path=args.ffmpeg, progress=True)
+    if args.json:
+        print(json.dumps({"model": result.model, "arch": result.arch, "data": result.data, "skipped": result.skipped,
+                          "rows": result.rows}, indent=2, default=str))
+        return 0
+    original = result.rows[0]
+    print(f"{result.model} ({result.arch}), evaluated on {result.data} ({original['eval_images']:,} images)\n")
+    rows = [(row["method"], _qp_text(row), f"{row['file_bytes']:,}", f"{row['bits_per_weight']:.3f}",
+             f"{row['compression_ratio']:.1f}x", f"{row['weight_snr_db']:.1f}" if math.isfinite(row["weight_snr_db"])
+             else "exact", f"{row['top1']:.2f}", f"{row['agreement']:.2f}" if row["agreement"] is not None else "-")
+            for row in result.rows]
+    print(_table(("method", "QP", "file bytes", "bits/weight", "ratio", "SNR dB", "top-1 %", "agreement %"), rows))
+    for name, reason in result.skipped.items():
+        print(f"skipped {name}: {reason}")
+    print("\nbits/weight: coded weights only (video streams + scales); ratio: original file size over "
+          "compressed size. Lossless = the int8 symbols come back bit-exact.")
+    return 0
+
+
+def _qp_text(row: dict) -> str:
+    if row["codec"] is None:
+        return "-"
+    return "lossless" if row["qp"] is None else str(row["qp"])
+
+
+def _encoders(args) -> int:
+    binary = ffmpeg.find_ffmpeg(args.ffmpeg)
+    statuses = probe.all_availability(binary)
+    if args.json:
+        print(json.dumps({"ffmpeg": binary, "ffmpeg_version": ffmpeg.version(binary),
+                          "encoders": [{**codecs.get_codec(s.codec).describe(), **s.to_dict()} for s in statuses]},
+                         indent=2))
+        return 0
+    print(f"{ffmpeg.version(binary)}\n{binary}\n")
+    rows = [(s.codec, s.encoder, codecs.get_codec(s.codec).standard, "yes" if s.compiled else "no",
+             "yes" if s.works else "no", s.reason) for s in statuses]
+    print(_table(("codec", "encoder", "standard", "compiled", "works", "reason"), rows))
+    return 0
+
+
+def _summary(report) -> dict:
+    return {key: value for key, value in report.to_dict().items() if key != "tensors"}
+
+
+def _summary_text(report) -> str:
+    return (f"file {report.file_bytes:,} bytes = header+metadata {report.header_bytes:,} + video {report.video_bytes:,}"
+            f" + scales {report.quantizer_bytes:,} + uncoded {report.uncoded_bytes:,}\n"
+            f"{report.coded_weights:,} coded weights at {report.bits_per_weight:.3f} bits/weight; "
+            f"{report.compression_ratio:.2f}x smaller than the original {report.original_bytes:,} bytes")
+
+
+def _lowest_snr(report) -> str:
+    values = [float(t.snr_db) for t in report.tensors if t.storage == "video"]
+    return f"{min(values):.1f} dB" if values else "n/a"
+
+
+def _snr_text(value) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    return "exact" if math.isinf(value) and value > 0 else f"{value:.1f}"
+
+
+def _table(header, rows) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Codec registry: each video encoder vcwc can use is a small class.
+
+A codec knows its ffmpeg encoder and decoder, the raw elementary-stream format it writes, its QP
+range, its frame-size limits and block size, and turns `EncoderSettings` into ffmpeg output options.
+It never runs anything: `vcwc.ffmpeg` does.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .errors import CodecError, InputError
+from .ffmpeg import EncodeJob
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """How to encode. `qp=None` means lossless."""
+
+    qp: int | None = None
+    preset: str | None = None
+    threads: int = 1
+
+    @property
+    def lossless(self) -> bool:
+        return self.qp is None
+
+
+class Codec(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    standard: ClassVar[str]
+    encoder: ClassVar[str]
+    container: ClassVar[str]  # raw elementary stream: no container overhead
+    decoder: ClassVar[str | None] = None  # None: ffmpeg's native decoder for the stream
+    qp_range: ClassVar[tuple[int, int]]
+    # QPs a sweep tries by default (dense where accuracy usually falls off) and the few the demo shows.
+    qp_ladder: ClassVar[tuple[int, ...]]
+    demo_qps: ClassVar[tuple[int, ...]]
+    supports_lossless: ClassVar[bool] = True
+    default_preset: ClassVar[str]
+    # Regions of different tensors start on multiples of this, so no coding block mixes two tensors.
+    block_size: ClassVar[int]
+    min_size: ClassVar[int] = 16
+    max_width: ClassVar[int]
+    max_height: ClassVar[int]
+    hardware: ClassVar[bool] = False
+    env: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    @abstractmethod
+    def output_options(self, settings: EncoderSettings) -> dict[str, str]:
+        """ffmpeg output options (without -f) for all-intra coding with the given settings."""
+
+    def check(self, settings: EncoderSettings) -> None:
+        if settings.lossless and not self.supports_lossless:
+            raise InputError(f"codec {self.name!r} has no lossless mode: give a QP (--qp) in "
+                             f"{self.qp_range[0]}..{self.qp_range[1]}")
+        if settings.qp is not None:
+            low, high = self.qp_range
+            if not low <= settings.qp <= high:
+                raise InputError(f"QP {settings.qp} is outside {self.name}'s range {low}..{high}")
+        if settings.threads < 1:
+            raise InputError(f"threads must be at least 1, got {settings.threads}")
+
+    def job(self, width: int, height: int, settings: EncoderSettings) -> EncodeJob:
+        self.check(settings)
+        options = self.output_options(settings)
+        return EncodeJob(self.encoder, self.container, width, height, tuple(options.items()), self.env)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name, "description": self.description, "standard": self.standard,
+            "encoder": self.encoder, "decoder": self.decoder or "native", "container": self.container,
+            "qp_range": list(self.qp_range), "lossless": self.supports_lossless,
+            "block_size": self.block_size, "max_width": self.max_width, "max_height": self.max_height,
+            "hardware": self.hardware,
+        }
+
+
+_REGISTRY: dict[str, Codec] = {}
+
+
+def register(cls: type[Codec]) -> type[Codec]:
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_codec(name: str) -> Codec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise CodecError(f"unknown codec {name!r}; known codecs: {', '.join(_REGISTRY)}") from None
+
+
+def codec_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def _params(**values) -> str:
+    """x265/SVT-AV1/x264 style 'key=value:key=value' parameter strings."""
+    return ":".join(f"{key.replace('_', '-')}={value}" for key, value in values.items())
+
+
+@register
+class X264(Codec):
+    name = "x264"
+    description = "H.264/AVC with libx264"
+    standard = "H.264"
+    encoder = "libx264"
+    container = "h264"
+    qp_range = (0, 51)
+    qp_ladder = (4, 8, 12, 16, 20, 24, 26, 28, 30, 32, 34, 36, 38, 40, 44)
+    demo_qps = (24, 30, 36)
+    default_preset = "medium"
+    block_size = 16
+    max_width = max_height = 16384
+
+    def output_options(self, settings):
+        # QP 0 is x264's lossless mode. Psycho-visual tools and adaptive quantization are for eyes,
+        # not weights. Type-6 NAL units (SEI) hold x264's settings string: bytes for nothing.
+        return {
+            "c:v": self.encoder, "preset": settings.preset or self.default_preset,
+            "qp": str(settings.qp or 0), "g": "1", "threads": str(settings.threads),
+            "x264-params": _params(aq_mode=0, psy=0, sliced_threads=0),
+            "bsf:v": "filter_units=remove_types=6",
+        }
+
+
+@register
+class X265(Codec):
+    name = "x265"
+    description = "H.265/HEVC with libx265"
+    standard = "H.265/HEVC"
+    encoder = "libx265"
+    container = "hevc"
+    qp_range = (0, 51)
+    qp_ladder = (4, 8, 12, 16, 20, 24, 26, 28, 30, 32, 34, 36, 38, 40, 44)
+    demo_qps = (24, 30, 36)
+    default_preset = "medium"
+    block_size = 64
+    max_width = max_height = 8192
+
+    def output_options(self, settings):
+        mode = {"lossless": 1} if settings.lossless else {"qp": settings.qp}
+        # info=0 and dropping SEI (types 39/40) keep x265's version and settings out of the stream;
+        # one frame thread keeps the output identical whatever the pool size.
+        params = _params(**mode, keyint=1, aq_mode=0, psy_rd=0, psy_rdoq=0, info=0, log_level="error",
+                         pools=settings.threads, frame_threads=1)
+        return {"c:v": self.encoder, "preset": settings.preset or self.default_preset,
+                "x265-params": params, "bsf:v": "filter_units=remove_types=39|40"}
+
+
+@register
+class Aom(Codec):
+    name = "aom"
+    description = "AV1 with libaom-av1, decoded by dav1d"
+    standard = "AV1"
+    encoder = "libaom-av1"
+    decoder = "libdav1d"
+    container = "obu"
+    qp_range = (0, 63)
+    qp_ladder = (8, 16, 24, 28, 32, 36, 38, 40, 42, 44, 46, 48, 52, 56)
+    demo_qps = (24, 36, 44)
+    default_preset = "6"
+    block_size = 64
+    max_width = max_height = 65536
+
+    def output_options(self, settings):
+        options = {"c:v": self.encoder, "cpu-used": settings.preset or self.default_preset, "g": "1",
+                   "row-mt": "0", "threads": str(settings.threads), "aq-mode": "0"}
+        if settings.lossless:
+            options["aom-params"] = "lossless=1"
+        else:
+            # Pinning qmin = qmax = crf holds every frame to the asked quantizer (keyframe boost off).
+            qp = str(settings.qp)
+            options.update({"crf": qp, "qmin": qp, "qmax": qp, "b:v": "0", "aom-params": "deltaq-mode=0"})
+        return options
+
+
+@register
+class SvtAv1(Codec):
+    name = "svtav1"
+    description = "AV1 with SVT-AV1, decoded by dav1d"
+    standard = "AV1"
+    encoder = "libsvtav1"
+    decoder = "libdav1d"
+    container = "obu"
+    qp_range = (0, 63)
+    qp_ladder = (8, 16, 24, 28, 32, 36, 38, 40, 42, 44, 46, 48, 52, 56)
+    demo_qps = (24, 36, 44)
+    default_preset = "8"
+    block_size = 64
+    min_size = 64
+    max_width = max_height = 16384  # SVT-AV1 silently crops larger input
+    env = (("SVT_LOG", "1"),)
+
+    def output_options(self, settings):
+        mode = {"lossless": 1} if settings.lossless else {"aq_mode": 0, "enable_tpl_la": 0}
+        options = {"c:v": self.encoder, "preset": settings.preset or self.default_preset,
+                   "svtav1-params": _params(**mode, keyint=1, lp=settings.threads)}
+        if not settings.lossless:
+            options["crf"] = str(settings.qp)
+        return options

@@ -1,0 +1,29 @@
+"""Error of reconstructed weights against the float originals."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _as_float64(values) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().to(torch.float64).cpu().numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+def snr_db(original, reconstructed) -> float:
+    """10 log10(signal energy / error energy); inf when identical, -inf for noise on an all-zero tensor."""
+    reference = _as_float64(original)
+    error = float(np.sum((_as_float64(reconstructed) - reference) ** 2))
+    signal = float(np.sum(reference ** 2))
+    if error == 0.0:
+        return float("inf")
+    if signal == 0.0:
+        return float("-inf")
+    return 10.0 * float(np.log10(signal / error))
+
+
+def max_abs_error(original, reconstructed) -> float:
+    difference = np.abs(_as_float64(reconstructed) - _as_float64(original))
+    return float(difference.max()) if difference.size else 0.0
