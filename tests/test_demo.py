@@ -1,0 +1,49 @@
+import json
+
+import torch
+
+from vcwc import cli
+from vcwc.demo import BUNDLED_MODEL, bundled_file, run_demo
+from vcwc.experiment import weights_digest
+
+
+def test_bundled_model_is_found():
+    assert bundled_file(BUNDLED_MODEL).is_file()
+
+
+def test_lossless_coding_adds_no_error_to_the_int8_model():
+    result = run_demo(codecs=("x264", "x265"))
+    rows = {(row["method"], row["qp"]): row for row in result.rows}
+    int8 = rows[("int8_per_tensor", None)]
+    for codec in ("x264", "x265"):
+        lossless = rows[(codec, None)]
+        assert lossless["top1"] == int8["top1"] and lossless["agreement"] == int8["agreement"]
+        assert lossless["weight_snr_db"] == int8["weight_snr_db"]
+        assert lossless["cached_evaluation"]  # the same weights as int8, so scored once
+    assert rows[("fp32", None)]["top1"] >= 97.0
+    assert rows[("x265", 36)]["bits_per_weight"] < rows[("x265", 24)]["bits_per_weight"] < rows[("x265", None)]["bits_per_weight"]
+
+
+def test_digest_tells_identical_weights_apart_from_different_ones():
+    a = {"w": torch.ones(3), "b": torch.zeros(2)}
+    assert weights_digest(a) == weights_digest({"w": torch.ones(3), "b": torch.zeros(2)})
+    assert weights_digest(a) != weights_digest({"w": torch.ones(3), "b": torch.tensor([0.0, 1e-8])})
+    assert weights_digest(a) != weights_digest({"w": torch.ones(3).half(), "b": torch.zeros(2)})
+
+
+def test_demo_command_json(capsys):
+    assert cli.main(["demo", "--codecs", "svtav1", "--json"]) == 0
+    output = json.loads(capsys.readouterr().out)
+    assert [row["method"] for row in output["rows"]][:3] == ["fp32", "int8_per_tensor", "int8_zstd_per_tensor"]
+    assert {row["qp"] for row in output["rows"] if row["codec"] == "svtav1"} == {None, 24, 36, 44}
+
+
+def test_eval_command_on_a_vcwc_file(tmp_path, capsys, models_dir):
+    compressed = tmp_path / "digits.vcwc"
+    model = models_dir / "digits_resnet.safetensors"
+    assert cli.main(["compress", str(model), "-o", str(compressed), "--codec", "x264", "--qp", "24"]) == 0
+    capsys.readouterr()
+    assert cli.main(["eval", str(compressed), "--arch", "digits_resnet", "--data", str(models_dir / "digits_test.npz"),
+                     "--reference", str(model), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_images"] == 450 and result["agreement"] > 95 and result["top1"] > 95

@@ -1,0 +1,62 @@
+"""`vcwc demo`: every working software codec, lossless and at a few QPs, on one model, in one table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import ffmpeg, probe
+from .codecs import get_codec
+from .datasets import load_dataset
+from .experiment import ModelUnderTest
+from .files import load_model
+
+SOFTWARE_CODECS = ("x264", "x265", "aom", "svtav1")
+BUNDLED_MODEL = "digits_resnet.safetensors"
+BUNDLED_DATA = "digits_test.npz"
+BUNDLED_ARCH = "digits_resnet"
+
+
+def bundled_file(name: str) -> Path:
+    """A file of the bundled default model: from the installed package, else the source tree's models/."""
+    try:
+        candidate = resources.files("vcwc.bundled") / name
+        if candidate.is_file():
+            return Path(str(candidate))
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parents[1] / "models" / name
+
+
+@dataclass
+class DemoResult:
+    model: str
+    arch: str
+    data: str
+    skipped: dict[str, str]  # codec -> why it could not run here
+    rows: list[dict]
+
+
+def run_demo(model_path=None, arch: str | None = None, data_path=None, *, limit: int | None = None,
+             codecs=SOFTWARE_CODECS, ffmpeg_path: str | None = None, progress: bool = False) -> DemoResult:
+    model_path = Path(model_path) if model_path else bundled_file(BUNDLED_MODEL)
+    data_path = Path(data_path) if data_path else bundled_file(BUNDLED_DATA)
+    arch = arch or BUNDLED_ARCH
+    subject = ModelUnderTest(model_path.name, load_model(model_path), arch, load_dataset(data_path, limit=limit),
+                             progress=False)
+    binary = ffmpeg.find_ffmpeg(ffmpeg_path)
+    skipped, settings = {}, []
+    for name in codecs:
+        status = probe.probe(get_codec(name), binary)
+        if not status.works:
+            skipped[name] = status.reason
+            continue
+        settings += [(name, None)] + [(name, qp) for qp in get_codec(name).demo_qps]
+    rows = [subject.run_baseline("fp32"), subject.run_baseline("int8_per_tensor"),
+            subject.run_baseline("int8_zstd_per_tensor")]
+    for name, qp in tqdm(settings, desc="demo", unit="setting", disable=None if progress else True, leave=False):
+        rows.append(subject.run_codec(name, qp, ffmpeg_path=ffmpeg_path))
+    return DemoResult(str(model_path), arch, str(data_path), skipped, rows)

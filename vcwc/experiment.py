@@ -1,0 +1,162 @@
+"""One model under test: compress it at given settings, rebuild it, and score it against the original.
+
+Shared by `vcwc demo`, `vcwc eval` and `vcwc sweep`. The original model's predictions are computed once;
+reconstructions are scored against them (accuracy, agreement of top-1 predictions, KL divergence),
+and identical reconstructions are scored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import zstandard
+
+from . import ffmpeg
+from .architectures import build_model, get_architecture
+from .datasets import Dataset
+from .evaluate import EvalResult, evaluate
+from .files import LoadedModel
+from .metrics import snr_db
+from .pipeline import Selection, compress, decompress
+from .quantize import QuantConfig, dequantize, quantize
+
+
+def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """Hash of names, dtypes, shapes and values: equal digests mean identical reconstructions."""
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+                      if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+@dataclass
+class ModelUnderTest:
+    """A loaded model, its architecture and evaluation data, with the original's scores computed once."""
+
+    name: str
+    loaded: LoadedModel
+    arch: str
+    dataset: Dataset
+    progress: bool = False
+    selection: Selection = field(default_factory=Selection)
+    _scores: dict[str, EvalResult] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.preprocess = get_architecture(self.arch).preprocess
+        self.module = build_model(self.arch, self.loaded.state_dict)
+        self.original = self.score(self.loaded.state_dict, reference=False)
+        self.original.agreement, self.original.mean_kl = 100.0, 0.0  # the reference agrees with itself
+
+    @property
+    def coded_weights(self) -> int:
+        return sum(t.numel() for n, t in self.loaded.state_dict.items() if self.selection.is_coded(n, t))
+
+    def score(self, state_dict: dict[str, torch.Tensor], reference: bool = True) -> EvalResult:
+        key = weights_digest(state_dict)
+        if key not in self._scores:
+            self.module.load_state_dict(state_dict, strict=True)
+            result = evaluate(self.module, self.dataset, self.preprocess, progress=self.progress,
+                              reference_logits=self.original.logits if reference else None)
+            self.module.load_state_dict(self.loaded.state_dict, strict=True)
+            self._scores[key] = result
+        return self._scores[key]
+
+    def accuracy_fields(self, result: EvalResult) -> dict:
+        return {"top1": result.top1, "top5": result.top5, "top1_change": result.top1 - self.original.top1,
+                "agreement": result.agreement, "mean_kl": result.mean_kl, "eval_images": result.n_images,
+                "cached_evaluation": False}
+
+    def run_codec(self, codec: str, qp: int | None, per_channel: bool = False, *, preset: str | None = None,
+                  ffmpeg_path: str | None = None, workers: int | None = None) -> dict:
+        """Compress, decompress and score one setting; a JSON-able record."""
+        start = time.perf_counter()
+        compressed = compress(self.loaded, codec=codec, qp=qp, per_channel=per_channel, selection=self.selection,
+                              preset=preset, ffmpeg_path=ffmpeg_path, workers=workers)
+        encode_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        reconstructed = decompress(compressed.data, ffmpeg_path=ffmpeg_path, workers=workers)
+        decode_seconds = time.perf_counter() - start
+        report = compressed.size_report()
+        cached = weights_digest(reconstructed) in self._scores
+        record = {
+            "method": codec, "codec": codec, "qp": qp, "lossless": qp is None,
+            "granularity": "per_channel" if per_channel else "per_tensor",
+            "file_bytes": report.file_bytes, "coded_bytes": report.coded_bytes,
+            "metadata_bytes": report.header_bytes, "uncoded_bytes": report.uncoded_bytes,
+            "coded_weights": report.coded_weights, "bits_per_weight": report.bits_per_weight,
+            "compression_ratio": report.compression_ratio,
+            "weight_snr_db": coded_snr_db(self.loaded.state_dict, reconstructed, self.selection),
+            "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,
+            "ffmpeg_version": compressed.metadata["ffmpeg_version"],
+            **self.accuracy_fields(self.score(reconstructed)),
+        }
+        record["cached_evaluation"] = cached
+        return record
+
+    def run_baseline(self, method: str) -> dict:
+        """fp32, fp16, int8 (raw bytes) and int8 + zstd -19, per tensor or per channel, in the same accounting."""
+        reconstructed, coded_bytes = baseline(self.loaded.state_dict, method, self.selection)
+        uncoded = sum(t.numel() * t.element_size() for n, t in self.loaded.state_dict.items()
+                      if not self.selection.is_coded(n, t))
+        original_bytes = sum(t.numel() * t.element_size() for t in self.loaded.state_dict.values())
+        weights = self.coded_weights
+        return {
+            "method": method, "codec": None, "qp": None, "lossless": None,
+            "granularity": "per_channel" if method.endswith("per_channel") else "per_tensor",
+            "file_bytes": coded_bytes + uncoded, "coded_bytes": coded_bytes, "metadata_bytes": 0,
+            "uncoded_bytes": uncoded, "coded_weights": weights, "bits_per_weight": 8 * coded_bytes / weights,
+            "compression_ratio": original_bytes / (coded_bytes + uncoded),
+            "weight_snr_db": coded_snr_db(self.loaded.state_dict, reconstructed, self.selection),
+            "encode_seconds": None, "decode_seconds": None, "ffmpeg_version": None,
+            **self.accuracy_fields(self.score(reconstructed)),
+        }
+
+
+BASELINES = ("fp32", "fp16", "int8_per_tensor", "int8_per_channel", "int8_zstd_per_tensor", "int8_zstd_per_channel")
+
+
+def baseline(state_dict: dict[str, torch.Tensor], method: str, selection: Selection):
+    """(reconstructed state dict, bytes of the coded tensors including their float32 scales).
+
+    Uncoded tensors are counted at their original size for every baseline, as for vcwc files.
+    """
+    if method not in BASELINES:
+        raise ValueError(f"unknown baseline {method!r}; known: {', '.join(BASELINES)}")
+    reconstructed, payload, scale_bytes = {}, [], 0
+    for name, tensor in state_dict.items():
+        if not selection.is_coded(name, tensor):
+            reconstructed[name] = tensor
+            continue
+        if method in ("fp32", "fp16"):
+            stored = tensor.float() if method == "fp32" else tensor.half()
+            payload.append(stored.numpy().tobytes())
+            reconstructed[name] = stored.to(tensor.dtype)
+            continue
+        q = quantize(tensor, QuantConfig("per_channel" if method.endswith("per_channel") else "per_tensor"), name)
+        payload.append(q.symbols.tobytes())
+        scale_bytes += 4 * len(q.scales)
+        reconstructed[name] = torch.from_numpy(dequantize(q.symbols, q.scales)).to(tensor.dtype)
+    data = b"".join(payload)
+    if "zstd" in method:
+        data = zstandard.ZstdCompressor(level=19).compress(data)
+    return reconstructed, len(data) + scale_bytes
+
+
+def coded_snr_db(original: dict, reconstructed: dict, selection: Selection) -> float:
+    """SNR over all coded weights together (signal and error energies summed across tensors)."""
+    names = [n for n, t in original.items() if selection.is_coded(n, t)]
+    if not names:
+        return float("inf")
+    reference = np.concatenate([original[n].detach().double().reshape(-1).numpy() for n in names])
+    values = np.concatenate([reconstructed[n].detach().double().reshape(-1).numpy() for n in names])
+    return snr_db(reference, values)
+
+
+def ffmpeg_version(ffmpeg_path: str | None = None) -> str:
+    return ffmpeg.version(ffmpeg.find_ffmpeg(ffmpeg_path))
