@@ -11,7 +11,8 @@ from pathlib import Path
 from . import __version__, codecs, ffmpeg, probe
 from .architectures import ARCHITECTURES
 from .demo import SOFTWARE_CODECS
-from .errors import VcwcError
+from .errors import InputError, VcwcError
+from .experiment import BASELINES
 from .files import load_model, save_state_dict
 from .pipeline import CompressedModel, Selection, compress
 from .report import size_report
@@ -97,6 +98,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ffmpeg", help="ffmpeg binary (default: $VCWC_FFMPEG, else imageio-ffmpeg's)")
     p.set_defaults(handler=_demo)
 
+    p = commands.add_parser("sweep", help="compare codecs and QPs on size against accuracy over many models",
+                            description="Each point (model, codec, scales, QP) writes its own JSON record under "
+                                        "OUT/points; finished points are skipped on rerun.")
+    p.add_argument("--models", nargs="+", required=True, metavar="SPEC",
+                   help="PATH:ARCH:DATA[:LIMIT], or a .toml file of [[model]] tables (name, path, arch, data, limit)")
+    p.add_argument("--codecs", default=",".join(SOFTWARE_CODECS), help="comma-separated codecs or profiles")
+    p.add_argument("--qps", help="comma-separated QPs, 'lossless' for lossless (default: each codec's own ladder)")
+    p.add_argument("--granularity", default="per_tensor,per_channel",
+                   help="comma-separated: per_tensor, per_channel (default both)")
+    p.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated baselines, or 'none'")
+    p.add_argument("--screen", type=int, metavar="N",
+                   help="score every QP on N class-balanced images first, then the full data only around each knee")
+    p.add_argument("--knee-agreement", type=float, default=99.0,
+                   help="with --screen: the knee is the first QP whose screening agreement falls below this %%")
+    p.add_argument("--out", required=True, help="sweep folder (records, tables, plots)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="points in parallel processes (threads are split)")
+    p.add_argument("--force", action="store_true", help="recompute finished points")
+    p.add_argument("--dry-run", action="store_true", help="list the points and whether they are done, run nothing")
+    p.add_argument("--ffmpeg", help="ffmpeg binary (default: $VCWC_FFMPEG, else imageio-ffmpeg's)")
+    p.set_defaults(handler=_sweep)
+
+    p = commands.add_parser("report", help="rebuild a sweep's tables and plots from its JSON records")
+    p.add_argument("out", help="the sweep folder")
+    p.set_defaults(handler=_report)
+
     p = commands.add_parser("encoders", help="which encoders this ffmpeg has and which work here")
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.add_argument("--ffmpeg", help="ffmpeg binary (default: $VCWC_FFMPEG, else imageio-ffmpeg's)")
@@ -135,8 +161,6 @@ def _compress(args) -> int:
 
 
 def raise_exists(path: Path):
-    from .errors import InputError
-
     raise InputError(f"output {str(path)!r} exists; pass --force to overwrite it")
 
 
@@ -230,6 +254,75 @@ def _qp_text(row: dict) -> str:
     if row["codec"] is None:
         return "-"
     return "lossless" if row["qp"] is None else str(row["qp"])
+
+
+def _sweep(args) -> int:
+    from .sweep import ModelSpec, Sweep, knee_points, plan_points
+    from .sweep_report import write_report
+
+    models = [spec for text in args.models for spec in ModelSpec.parse(text)]
+    codec_list = _split(args.codecs)
+    for name in codec_list:
+        codecs.get_codec(name)
+    granularities = _split(args.granularity)
+    for granularity in granularities:
+        if granularity not in ("per_tensor", "per_channel"):
+            raise InputError(f"--granularity: {granularity!r} is not per_tensor or per_channel")
+    baselines = () if args.baselines == "none" else tuple(_split(args.baselines))
+    unknown = [name for name in baselines if name not in BASELINES]
+    if unknown:
+        raise InputError(f"--baselines: unknown {', '.join(unknown)}; known: {', '.join(BASELINES)}")
+    qps = None
+    if args.qps:
+        values = [None if value == "lossless" else _int_option("--qps", value) for value in _split(args.qps)]
+        qps = {name: values for name in codec_list}
+    sweep = Sweep(Path(args.out), force=args.force, jobs=args.jobs, ffmpeg_path=args.ffmpeg)
+    if args.screen:
+        screening = plan_points(models, codec_list, granularities, qps, baselines=(), eval_limit=args.screen)
+        full_grid = plan_points(models, codec_list, granularities, qps, baselines=baselines)
+        if args.dry_run:
+            return _list_points(sweep, screening)
+        screened = sweep.run(screening)
+        points = [p for p in full_grid if p.is_baseline] + knee_points(screened, full_grid, args.knee_agreement)
+    else:
+        points = plan_points(models, codec_list, granularities, qps, baselines=baselines)
+        if args.dry_run:
+            return _list_points(sweep, points)
+    records = sweep.run(points)
+    paths = write_report(Path(args.out))
+    failed = [r for r in records if r.get("status") == "failed"]
+    print(f"{len(records)} points ({len(failed)} failed); wrote {', '.join(str(p) for p in paths.values())}",
+          file=sys.stderr)
+    for record in failed:
+        print(f"failed: {record['label']}: {record['error'].splitlines()[0]}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _list_points(sweep, points) -> int:
+    pending = set(map(id, sweep.pending(points)))
+    for point in points:
+        print(f"{'todo' if id(point) in pending else 'done'}  {sweep.key(point)}  {point.label()}")
+    print(f"{len(pending)} of {len(points)} points to run", file=sys.stderr)
+    return 0
+
+
+def _report(args) -> int:
+    from .sweep_report import write_report
+
+    paths = write_report(Path(args.out))
+    print("\n".join(str(path) for path in paths.values()))
+    return 0
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _int_option(option: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"{option}: {value!r} is not a whole number or 'lossless'") from None
 
 
 def _encoders(args) -> int:

@@ -8,8 +8,10 @@ and identical reconstructions are scored once.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,6 +47,7 @@ class ModelUnderTest:
     dataset: Dataset
     progress: bool = False
     selection: Selection = field(default_factory=Selection)
+    evaluation_store: Path | None = None  # folder of scores kept across processes and reruns
     _scores: dict[str, EvalResult] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -60,12 +63,40 @@ class ModelUnderTest:
     def score(self, state_dict: dict[str, torch.Tensor], reference: bool = True) -> EvalResult:
         key = weights_digest(state_dict)
         if key not in self._scores:
-            self.module.load_state_dict(state_dict, strict=True)
-            result = evaluate(self.module, self.dataset, self.preprocess, progress=self.progress,
-                              reference_logits=self.original.logits if reference else None)
-            self.module.load_state_dict(self.loaded.state_dict, strict=True)
-            self._scores[key] = result
+            stored = self._stored_score(key) if reference else None
+            if stored is None:
+                self.module.load_state_dict(state_dict, strict=True)
+                stored = evaluate(self.module, self.dataset, self.preprocess, progress=self.progress,
+                                  reference_logits=self.original.logits if reference else None)
+                self.module.load_state_dict(self.loaded.state_dict, strict=True)
+                if reference:
+                    self._store_score(key, stored)
+            self._scores[key] = stored
         return self._scores[key]
+
+    def is_scored(self, state_dict: dict[str, torch.Tensor]) -> bool:
+        key = weights_digest(state_dict)
+        return key in self._scores or self._stored_score(key) is not None
+
+    def _store_path(self, weights_key: str) -> Path | None:
+        if self.evaluation_store is None:
+            return None
+        # The same weights scored on other data or with another architecture's preprocessing differ.
+        context = f"{weights_key}|{self.arch}|{self.dataset.source}|{len(self.dataset)}|{self.original.top1!r}"
+        return Path(self.evaluation_store) / f"{hashlib.sha256(context.encode()).hexdigest()[:24]}.json"
+
+    def _stored_score(self, weights_key: str) -> EvalResult | None:
+        path = self._store_path(weights_key)
+        if path is None or not path.is_file():
+            return None
+        return EvalResult(**json.loads(path.read_text()))
+
+    def _store_score(self, weights_key: str, result: EvalResult) -> None:
+        path = self._store_path(weights_key)
+        if path is not None:
+            from .files import atomic_write
+
+            atomic_write(path, json.dumps(result.to_dict()).encode(), force=True)
 
     def accuracy_fields(self, result: EvalResult) -> dict:
         return {"top1": result.top1, "top5": result.top5, "top1_change": result.top1 - self.original.top1,
@@ -83,7 +114,7 @@ class ModelUnderTest:
         reconstructed = decompress(compressed.data, ffmpeg_path=ffmpeg_path, workers=workers)
         decode_seconds = time.perf_counter() - start
         report = compressed.size_report()
-        cached = weights_digest(reconstructed) in self._scores
+        cached = self.is_scored(reconstructed)
         record = {
             "method": codec, "codec": codec, "qp": qp, "lossless": qp is None,
             "granularity": "per_channel" if per_channel else "per_tensor",

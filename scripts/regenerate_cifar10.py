@@ -1,0 +1,59 @@
+"""Regenerate results/cifar10/: the four CIFAR-10 ResNets from the shared data, every software codec,
+per-tensor and per-channel scales, lossless and a QP ladder, against the plain baselines.
+
+Two passes keep it under an hour on 2 cores: every QP is screened on a fixed class-balanced subset of
+the 10,000-image test file (agreement with the original predictions), then only the QPs around each
+codec's knee are scored on all 10,000 images; the same points are also scored on the 846-image
+lossless file. Not run in CI.
+
+    python scripts/regenerate_cifar10.py [--data DIR] [--out results/cifar10] [--screen 500] [-j 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from vcwc.datasets import default_data_dir
+from vcwc.demo import SOFTWARE_CODECS
+from vcwc.sweep import ModelSpec, Sweep, knee_points, plan_points
+from vcwc.sweep_report import write_report
+
+MODELS = {"resnet20": "resnet20-12fca82f.th", "resnet32": "resnet32-d509ac18.th",
+          "resnet44": "resnet44-014dd654.th", "resnet56": "resnet56-4bfd9763.th"}
+GRANULARITIES = ["per_tensor", "per_channel"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="shared data folder (default $VCWC_DATA or ../shared/data)")
+    parser.add_argument("--out", type=Path, default=Path("results/cifar10"))
+    parser.add_argument("--screen", type=int, default=500, help="screening subset size")
+    parser.add_argument("--knee-agreement", type=float, default=99.0)
+    parser.add_argument("-j", "--jobs", type=int, default=1)
+    args = parser.parse_args()
+    folder = (args.data or default_data_dir()) / "cifar10"
+    jpeg, lossless = folder / "cifar10_test_jpeg.npz", folder / "cifar10_test_lossless.npz"
+    on_jpeg = [ModelSpec(name, str(folder / file), f"cifar_{name}", str(jpeg)) for name, file in MODELS.items()]
+    on_lossless = [ModelSpec(f"{name} (846 lossless images)", str(folder / file), f"cifar_{name}", str(lossless))
+                   for name, file in MODELS.items()]
+    start = time.time()
+    sweep = Sweep(args.out, jobs=args.jobs)
+    screened = sweep.run(plan_points(on_jpeg, list(SOFTWARE_CODECS), GRANULARITIES, baselines=(),
+                                     eval_limit=args.screen))
+    print(f"screening done in {time.time() - start:.0f} s", file=sys.stderr)
+    full_grid = plan_points(on_jpeg, list(SOFTWARE_CODECS), GRANULARITIES)
+    chosen = [p for p in full_grid if p.is_baseline] + knee_points(screened, full_grid, args.knee_agreement)
+    sweep.run(chosen)
+    print(f"10,000-image scoring done in {time.time() - start:.0f} s", file=sys.stderr)
+    by_name = {spec.path: spec for spec in on_lossless}
+    sweep.run([type(p)(by_name[p.model.path], p.method, p.granularity, p.qp, None, p.options) for p in chosen])
+    paths = write_report(args.out)
+    print(f"done in {time.time() - start:.0f} s: {', '.join(map(str, paths.values()))}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
