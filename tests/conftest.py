@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,16 @@ def cifar10_dir(data_dir: Path) -> Path:
 def models_dir() -> Path:
     """The repository's models/ folder with the bundled digits model and its test set."""
     return REPO_ROOT / "models"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def probe_cache_dir(tmp_path_factory) -> Path:
+    """Encoder probe results go to a fresh folder: no test reads or writes the user's ~/.cache/vcwc."""
+    path = tmp_path_factory.mktemp("vcwc-cache")
+    previous = os.environ.get("VCWC_CACHE_DIR")
+    os.environ["VCWC_CACHE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("VCWC_CACHE_DIR", None)
+    else:
+        os.environ["VCWC_CACHE_DIR"] = previous

@@ -113,3 +113,14 @@ def test_render_and_extract_round_trip():
     frames = dict(enumerate(layout.render(packing, matrices)))
     for matrix, regions in zip(matrices, packing.regions):
         assert np.array_equal(layout.extract(frames, regions, *matrix.shape), matrix)
+
+
+def test_fixed_step_quantizes_every_tensor_on_the_same_grid_without_clipping():
+    weights = torch.tensor([[0.05, -0.031, 0.0], [0.2, 0.0, 0.01]])
+    q = quantize(weights, QuantConfig(step=0.01))
+    assert q.scales.tolist() == [pytest.approx(0.01)]
+    assert q.symbols.tolist() == [[5, -3, 0], [20, 0, 1]]
+    wide = quantize(torch.tensor([[5.0, -1.0]]), QuantConfig(step=0.01))  # would need 500 levels
+    assert wide.scales[0] == pytest.approx(5.0 / 127) and wide.symbols.tolist() == [[127, -25]]
+    with pytest.raises(InputError):
+        QuantConfig(step=0.0)

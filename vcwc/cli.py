@@ -14,6 +14,7 @@ from .demo import SOFTWARE_CODECS
 from .errors import InputError, VcwcError
 from .experiment import BASELINES
 from .files import load_model, save_state_dict
+from .nncodec import QP_LADDER as NNCODEC_QP_LADDER
 from .pipeline import CompressedModel, Selection, compress
 from .report import size_report
 
@@ -42,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("compress", help="compress a model file into a .vcwc file")
     p.add_argument("model", help="a .pt/.pth/.th checkpoint or a .safetensors file")
     p.add_argument("-o", "--output", required=True, help="the .vcwc file to write")
-    p.add_argument("--codec", default="x265", choices=codecs.codec_names(), help="video codec (default x265)")
+    p.add_argument("--codec", choices=[*codecs.codec_names(), "auto"], metavar="CODEC",
+                   help=f"video codec or profile (default x265): {', '.join(codecs.codec_names())}; or auto, the "
+                        f"first working of {', '.join(codecs.AUTO_ORDER)}")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--qp", type=int, help="lossy coding at this constant QP (all-intra)")
     mode.add_argument("--lossless", action="store_true",
@@ -60,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="encoder preset (x264/x265 names, aom cpu-used, SVT-AV1 preset number)")
     p.add_argument("--uncoded", choices=["exact", "float16"], default="exact",
                    help="how to store tensors that are not video-coded (biases, BatchNorm)")
+    p.add_argument("--hw-device", metavar="DEVICE",
+                   help="hardware device: a DRM render node for VA-API/QSV, a GPU index for NVENC")
+    p.add_argument("--encoder", metavar="NAME", help="any ffmpeg encoder instead of --codec, with --encoder-args")
+    p.add_argument("--encoder-args", default="", metavar="ARGS",
+                   help='its options, e.g. "-qp {qp} -g 1"; without {qp} they must be lossless (verified)')
+    p.add_argument("--encoder-format", choices=["h264", "hevc", "obu"],
+                   help="the stream --encoder writes: h264, hevc, or obu (AV1)")
     _add_common(p, force=True, json_output=True)
     p.set_defaults(handler=_compress)
 
@@ -68,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="a .safetensors or .pt file to write")
     p.add_argument("--restore-prefix", action="store_true",
                    help="put back the prefix (e.g. module.) and checkpoint layout the input model had")
+    p.add_argument("--hwaccel", metavar="NAME",
+                   help="decode on hardware through this ffmpeg hwaccel (cuda, vaapi, qsv, ...); default software")
     _add_common(p, force=True)
     p.set_defaults(handler=_decompress)
 
@@ -75,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="the .vcwc file")
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.set_defaults(handler=_info)
+
+    p = commands.add_parser("extract", help="write a .vcwc file's raw video streams and their description",
+                            description="Writes frame_NNNN.h264/.hevc/.obu, scales.f32 and streams.json (frame "
+                                        "size, pixel format, codec, profile/level, tensor regions) for decoding "
+                                        "on a device.")
+    p.add_argument("input", help="the .vcwc file")
+    p.add_argument("directory", help="folder to write (created if missing)")
+    p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+    p.set_defaults(handler=_extract)
 
     p = commands.add_parser("eval", help="accuracy of a model or .vcwc file on an evaluation set")
     p.add_argument("model", help="a .vcwc file, or a .pt/.pth/.th/.safetensors model")
@@ -117,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="recompute finished points")
     p.add_argument("--dry-run", action="store_true", help="list the points and whether they are done, run nothing")
     p.add_argument("--ffmpeg", help="ffmpeg binary (default: $VCWC_FFMPEG, else imageio-ffmpeg's)")
+    p.add_argument("--nncodec", action="store_true",
+                   help="add the NNCodec baseline (needs scripts/setup_nncodec.sh; skipped if not set up)")
+    p.add_argument("--nncodec-qps", metavar="LIST",
+                   help="comma-separated NNCodec QPs, implies --nncodec; write --nncodec-qps=-30,-29 (with '=', "
+                        f"as they start with a minus) (default {','.join(map(str, NNCODEC_QP_LADDER))})")
+    p.add_argument("--nncodec-python", metavar="PATH",
+                   help="the NNCodec environment's python (default: $VCWC_NNCODEC_PYTHON, else .venv-nncodec)")
     p.set_defaults(handler=_sweep)
 
     p = commands.add_parser("report", help="rebuild a sweep's tables and plots from its JSON records")
@@ -126,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("encoders", help="which encoders this ffmpeg has and which work here")
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.add_argument("--ffmpeg", help="ffmpeg binary (default: $VCWC_FFMPEG, else imageio-ffmpeg's)")
+    p.add_argument("--refresh", action="store_true", help="probe every encoder again, ignoring cached results")
     p.set_defaults(handler=_encoders)
     return parser
 
@@ -145,9 +174,11 @@ def _compress(args) -> int:
         raise_exists(output)
     model = load_model(args.model)
     selection = Selection(args.layers, tuple(args.include), tuple(args.exclude))
-    compressed = compress(model, codec=args.codec, qp=args.qp, per_channel=args.per_channel, bits=args.bits,
+    video_codec = _chosen_codec(args)
+    compressed = compress(model, codec=video_codec, qp=args.qp, per_channel=args.per_channel, bits=args.bits,
                           selection=selection, arrangement=args.arrangement, preset=args.preset,
-                          uncoded=args.uncoded, ffmpeg_path=args.ffmpeg, workers=args.workers, progress=True)
+                          uncoded=args.uncoded, ffmpeg_path=args.ffmpeg, workers=args.workers, progress=True,
+                          device=args.hw_device)
     compressed.save(output, force=args.force)
     report = size_report(compressed)
     if args.json:
@@ -155,9 +186,35 @@ def _compress(args) -> int:
     else:
         lossy = f"QP {args.qp}" if args.qp is not None else "lossless on the int8 symbols"
         print(f"{output}: {report.file_bytes:,} bytes, {report.compression_ratio:.1f}x smaller than the original "
-              f"({report.original_bytes:,} bytes); {report.coded_weights:,} weights coded with {args.codec}, {lossy}, "
-              f"at {report.bits_per_weight:.3f} bits/weight; lowest weight SNR {_lowest_snr(report)}")
+              f"({report.original_bytes:,} bytes); {report.coded_weights:,} weights coded with {video_codec.name}, "
+              f"{lossy}, at {report.bits_per_weight:.3f} bits/weight; lowest weight SNR {_lowest_snr(report)}")
     return 0
+
+
+def _chosen_codec(args) -> codecs.Codec:
+    """The codec --codec, --codec auto or --encoder asks for; auto says on stderr what it picked."""
+    from .hardware import CustomCodec
+
+    if args.encoder:
+        if args.codec:
+            raise InputError("give either --codec or --encoder, not both")
+        if not args.encoder_format:
+            raise InputError("--encoder needs --encoder-format (h264, hevc or obu) to know how to store and decode")
+        return CustomCodec(args.encoder, args.encoder_args, args.encoder_format, probe_qp=args.qp)
+    if args.encoder_args or args.encoder_format:
+        raise InputError("--encoder-args and --encoder-format go with --encoder")
+    if args.codec != "auto":
+        chosen = codecs.get_codec(args.codec or "x265")
+        if chosen.experimental:
+            print(f"vcwc: {chosen.name} is experimental (never run end to end by the maintainers); the round "
+                  f"trip is verified as for any codec", file=sys.stderr)
+        return chosen
+    settings = codecs.EncoderSettings(qp=args.qp, preset=args.preset, device=args.hw_device)
+    chosen, passed = probe.choose_auto(ffmpeg.find_ffmpeg(args.ffmpeg), settings)
+    for name, why in passed:
+        print(f"vcwc: --codec auto: passed over {name}: {why}", file=sys.stderr)
+    print(f"vcwc: --codec auto picked {chosen.name} ({chosen.encoder})", file=sys.stderr)
+    return chosen
 
 
 def raise_exists(path: Path):
@@ -169,7 +226,8 @@ def _decompress(args) -> int:
     if output.exists() and not args.force:
         raise_exists(output)
     compressed = CompressedModel.open(args.input)
-    state_dict = compressed.decompress(ffmpeg_path=args.ffmpeg, workers=args.workers, progress=True)
+    state_dict = compressed.decompress(ffmpeg_path=args.ffmpeg, workers=args.workers, progress=True,
+                                       hwaccel=args.hwaccel)
     source = compressed.metadata["source"]
     extras, container_key = source["extras"] or None, None
     if args.restore_prefix:
@@ -181,11 +239,15 @@ def _decompress(args) -> int:
 
 
 def _info(args) -> int:
+    from .streams import describe_streams
+
     compressed = CompressedModel.open(args.input)
     report = size_report(compressed)
+    streams = describe_streams(compressed)
     if args.json:
         print(json.dumps({"input": args.input, "vcwc_version": compressed.metadata["vcwc_version"],
-                          "ffmpeg_version": compressed.metadata["ffmpeg_version"], **report.to_dict()}, indent=2))
+                          "ffmpeg_version": compressed.metadata["ffmpeg_version"], **report.to_dict(),
+                          "streams": streams}, indent=2))
         return 0
     rows = [(t.name, "x".join(map(str, t.shape)), t.storage if t.storage == "uncoded" else t.codec,
              "-" if t.qp is None else str(t.qp), f"{t.bytes:,.0f}", f"{t.bits_per_weight:.3f}", _snr_text(t.snr_db))
@@ -193,6 +255,22 @@ def _info(args) -> int:
     print(_table(("tensor", "shape", "codec", "QP", "bytes", "bits/weight", "SNR dB"), rows))
     print()
     print(_summary_text(report))
+    if streams:
+        print()
+        fit = [s["hardware_decoders"] for s in streams]
+        rows = [(s["frame"], s["codec"], f"{s['width']}x{s['height']}", f"{s['bytes']:,}", s.get("profile", "?"),
+                 s.get("level", "?"), "yes" if f["fits"] else "no: " + f["note"]) for s, f in zip(streams, fit)]
+        print(_table(("frame", "codec", "size", "bytes", "profile", "level", "fits phone/GPU decoders"), rows))
+    return 0
+
+
+def _extract(args) -> int:
+    from .streams import extract
+
+    compressed = CompressedModel.open(args.input)
+    path = extract(compressed, args.directory, force=args.force)
+    count = len(compressed.metadata["frames"])
+    print(f"{args.directory}: {count} stream{'s' if count != 1 else ''} and {path.name}", file=sys.stderr)
     return 0
 
 
@@ -276,16 +354,23 @@ def _sweep(args) -> int:
     if args.qps:
         values = [None if value == "lossless" else _int_option("--qps", value) for value in _split(args.qps)]
         qps = {name: values for name in codec_list}
-    sweep = Sweep(Path(args.out), force=args.force, jobs=args.jobs, ffmpeg_path=args.ffmpeg)
+    nncodec_qps = None
+    if args.nncodec_qps:
+        nncodec_qps = [_int_option("--nncodec-qps", value) for value in _split(args.nncodec_qps)]
+    elif args.nncodec:
+        nncodec_qps = list(NNCODEC_QP_LADDER)
+    sweep = Sweep(Path(args.out), force=args.force, jobs=args.jobs, ffmpeg_path=args.ffmpeg,
+                  nncodec_python=args.nncodec_python)
     if args.screen:
-        screening = plan_points(models, codec_list, granularities, qps, baselines=(), eval_limit=args.screen)
-        full_grid = plan_points(models, codec_list, granularities, qps, baselines=baselines)
+        screening = plan_points(models, codec_list, granularities, qps, baselines=(), eval_limit=args.screen,
+                                nncodec_qps=nncodec_qps)
+        full_grid = plan_points(models, codec_list, granularities, qps, baselines=baselines, nncodec_qps=nncodec_qps)
         if args.dry_run:
             return _list_points(sweep, screening)
         screened = sweep.run(screening)
         points = [p for p in full_grid if p.is_baseline] + knee_points(screened, full_grid, args.knee_agreement)
     else:
-        points = plan_points(models, codec_list, granularities, qps, baselines=baselines)
+        points = plan_points(models, codec_list, granularities, qps, baselines=baselines, nncodec_qps=nncodec_qps)
         if args.dry_run:
             return _list_points(sweep, points)
     records = sweep.run(points)
@@ -322,21 +407,27 @@ def _int_option(option: str, value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise InputError(f"{option}: {value!r} is not a whole number or 'lossless'") from None
+        also = " or 'lossless'" if option == "--qps" else ""
+        raise InputError(f"{option}: {value!r} is not a whole number{also}") from None
 
 
 def _encoders(args) -> int:
     binary = ffmpeg.find_ffmpeg(args.ffmpeg)
-    statuses = probe.all_availability(binary)
+    statuses = probe.all_availability(binary, refresh=args.refresh)
     if args.json:
         print(json.dumps({"ffmpeg": binary, "ffmpeg_version": ffmpeg.version(binary),
                           "encoders": [{**codecs.get_codec(s.codec).describe(), **s.to_dict()} for s in statuses]},
                          indent=2))
         return 0
     print(f"{ffmpeg.version(binary)}\n{binary}\n")
-    rows = [(s.codec, s.encoder, codecs.get_codec(s.codec).standard, "yes" if s.compiled else "no",
-             "yes" if s.works else "no", s.reason) for s in statuses]
-    print(_table(("codec", "encoder", "standard", "compiled", "works", "reason"), rows))
+    rows = []
+    for s in statuses:
+        codec = codecs.get_codec(s.codec)
+        kind = codec.kind + (", experimental" if codec.experimental else "")
+        rows.append((s.codec, s.encoder, codec.standard, kind, codec.default_mode, "yes" if s.works else "no",
+                     s.reason))
+    print(_table(("codec", "encoder", "standard", "kind", "default", "works", "reason"), rows))
+    print("\nlossy codecs need --qp; --codec auto tries " + ", ".join(codecs.AUTO_ORDER) + " in that order")
     return 0
 
 

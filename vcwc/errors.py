@@ -20,9 +20,11 @@ class CodecError(VcwcError, RuntimeError):
 class FFmpegError(VcwcError, RuntimeError):
     """ffmpeg failed, timed out, or returned something other than what was asked for."""
 
-    def __init__(self, message: str, command: list[str] | None = None, stderr: str = ""):
+    def __init__(self, message: str, command: list[str] | None = None, stderr: str = "",
+                 returncode: int | None = None):
         self.command = command or []
         self.stderr = stderr
+        self.returncode = returncode
         details = []
         if command:
             details.append("command: " + " ".join(_quote(part) for part in command))
@@ -34,6 +36,25 @@ class FFmpegError(VcwcError, RuntimeError):
 
 class IntegrityError(FormatError):
     """Decoded symbols do not match the checksum stored at compression time."""
+
+
+class NNCodecError(VcwcError, RuntimeError):
+    """The NNCodec baseline's worker process failed or timed out."""
+
+    def __init__(self, message: str, command: list[str] | None = None, stderr: str = ""):
+        self.command = command or []
+        self.stderr = stderr
+        details = []
+        if command:
+            details.append("command: " + " ".join(_quote(part) for part in command))
+        tail = stderr.strip().splitlines()[-12:]
+        if tail:
+            details.append("NNCodec worker said:\n  " + "\n  ".join(tail))
+        super().__init__("\n".join([message, *details]))
+
+
+class NNCodecUnavailable(VcwcError, RuntimeError):
+    """No Python environment with NNCodec is configured (an optional baseline, so callers may skip it)."""
 
 
 def _quote(part: str) -> str:

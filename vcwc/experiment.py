@@ -148,6 +148,46 @@ class ModelUnderTest:
             **self.accuracy_fields(self.score(reconstructed)),
         }
 
+    def run_nncodec(self, qp: int, *, use_dq: bool = True, python: str | None = None) -> dict:
+        """NNCodec on the tensors vcwc would code (the Selection's), in the same accounting as run_codec.
+
+        Its bitstream carries each tensor's name and shape besides the weights; all of it counts in
+        bits_per_weight, and the names' share is reported. Speeds come from NNCodec's own encode and
+        decode calls; encode_seconds and decode_seconds each add the measured start-up of its Python
+        (interpreter and imports), as a standalone encode or decode run would pay it.
+        """
+        from .nncodec import nncodec_roundtrip
+
+        state_dict = self.loaded.state_dict
+        coded = {n: t for n, t in state_dict.items() if self.selection.is_coded(n, t)}
+        result = nncodec_roundtrip({n: t.detach().float().numpy() for n, t in coded.items()}, qp,
+                                   use_dq=use_dq, python=python)
+        reconstructed = {n: torch.from_numpy(result.reconstructed[n]).to(t.dtype) if n in coded else t
+                         for n, t in state_dict.items()}
+        uncoded = sum(t.numel() * t.element_size() for n, t in state_dict.items() if n not in coded)
+        original_bytes = sum(t.numel() * t.element_size() for t in state_dict.values())
+        weights = self.coded_weights
+        cached = self.is_scored(reconstructed)
+        record = {
+            "method": "nncodec", "codec": "nncodec", "qp": qp, "lossless": False, "granularity": "per_tensor",
+            "file_bytes": result.bitstream_bytes + uncoded, "coded_bytes": result.bitstream_bytes,
+            "metadata_bytes": 0, "uncoded_bytes": uncoded, "coded_weights": weights,
+            "bits_per_weight": 8 * result.bitstream_bytes / weights,
+            "compression_ratio": original_bytes / (result.bitstream_bytes + uncoded),
+            "weight_snr_db": coded_snr_db(state_dict, reconstructed, self.selection),
+            "encode_seconds": result.startup_seconds + result.encode_seconds,
+            "decode_seconds": result.startup_seconds + result.decode_seconds,
+            "encode_seconds_excl_startup": result.encode_seconds,
+            "decode_seconds_excl_startup": result.decode_seconds,
+            "startup_seconds": result.startup_seconds, "worker_seconds": result.worker_seconds,
+            "ffmpeg_version": None, "nncodec_version": result.version, "nncodec_use_dq": use_dq,
+            # Inside coded_bytes, not on top: NNCodec stores names and shapes in its own bitstream.
+            "bitstream_includes_names_and_shapes": True, "bitstream_name_bytes": result.name_bytes,
+            **self.accuracy_fields(self.score(reconstructed)),
+        }
+        record["cached_evaluation"] = cached
+        return record
+
 
 BASELINES = ("fp32", "fp16", "int8_per_tensor", "int8_per_channel", "int8_zstd_per_tensor", "int8_zstd_per_channel")
 

@@ -23,8 +23,8 @@ from .errors import CodecError, FFmpegError, InputError
 FFMPEG_ENV = "VCWC_FFMPEG"
 TIMEOUT_ENV = "VCWC_FFMPEG_TIMEOUT"
 DEFAULT_TIMEOUT_SECONDS = 600.0
-# Quiet, non-interactive, and never asks before overwriting (we only write to pipes).
-GLOBAL_ARGS = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+# Quiet, non-interactive, and never asks before overwriting (we only write to pipes); -loglevel follows.
+BASE_ARGS = ["-hide_banner", "-nostdin", "-y"]
 CHROMA_NEUTRAL = 128
 
 
@@ -57,6 +57,12 @@ def default_timeout() -> float:
 def run(command: list[str], stdin: bytes = b"", *, timeout: float | None = None,
         env: dict[str, str] | None = None) -> bytes:
     """Run one ffmpeg command, feeding stdin, and return its stdout."""
+    return run_with_stderr(command, stdin, timeout=timeout, env=env)[0]
+
+
+def run_with_stderr(command: list[str], stdin: bytes = b"", *, timeout: float | None = None,
+                    env: dict[str, str] | None = None) -> tuple[bytes, str]:
+    """Like `run`, but also return what ffmpeg wrote to stderr when it succeeded."""
     timeout = default_timeout() if timeout is None else timeout
     full_env = {**os.environ, **(env or {})}
     try:
@@ -66,10 +72,10 @@ def run(command: list[str], stdin: bytes = b"", *, timeout: float | None = None,
         raise FFmpegError(f"ffmpeg did not finish within {timeout:g} s", command, stderr) from None
     except OSError as exc:
         raise FFmpegError(f"could not start ffmpeg: {exc}", command) from None
+    stderr = completed.stderr.decode("utf-8", "replace")
     if completed.returncode != 0:
-        stderr = completed.stderr.decode("utf-8", "replace")
-        raise FFmpegError(f"ffmpeg exited with code {completed.returncode}", command, stderr)
-    return completed.stdout
+        raise FFmpegError(f"ffmpeg exited with code {completed.returncode}", command, stderr, completed.returncode)
+    return completed.stdout, stderr
 
 
 @dataclass(frozen=True)
@@ -82,30 +88,39 @@ class EncodeJob:
     height: int
     output_options: tuple[tuple[str, str], ...]
     env: tuple[tuple[str, str], ...] = ()
+    # Options ffmpeg must see before the input, e.g. the device a hardware encoder uploads to
+    # (-vaapi_device /dev/dri/renderD128).
+    global_options: tuple[tuple[str, str], ...] = ()
 
 
 def encode_command(job: EncodeJob, binary: str) -> list[str]:
     """argv that reads raw yuv420p frames on stdin and writes the elementary stream to stdout."""
     stream = ffmpeg_python.input("pipe:0", f="rawvideo", pix_fmt="yuv420p", s=f"{job.width}x{job.height}")
     stream = stream.output("pipe:1", f=job.container, **dict(job.output_options))
-    return _with_global_args(binary, stream)
+    return _with_global_args(binary, stream, job.global_options)
 
 
-def decode_command(container: str, binary: str, decoder: str | None = None) -> list[str]:
+def decode_command(container: str, binary: str, decoder: str | None = None, hwaccel: str | None = None) -> list[str]:
     """argv that decodes an elementary stream on stdin to raw frames on stdout.
 
     No -pix_fmt on the output: any conversion could rescale the 0..255 range and break bit-exactness.
+    With `hwaccel`, frames come back from the device as NV12, whose first plane is the same luma plane.
     """
     input_options = {"f": container}
+    if hwaccel:
+        input_options["hwaccel"] = hwaccel
     if decoder:
         input_options["c:v"] = decoder
     stream = ffmpeg_python.input("pipe:0", **input_options).output("pipe:1", f="rawvideo")
-    return _with_global_args(binary, stream)
+    # At warning level ffmpeg says when a hardware decoder gave up and it fell back to software.
+    return _with_global_args(binary, stream, loglevel="warning" if hwaccel else "error")
 
 
-def _with_global_args(binary: str, stream) -> list[str]:
+def _with_global_args(binary: str, stream, global_options: tuple[tuple[str, str], ...] = (),
+                      loglevel: str = "error") -> list[str]:
     # ffmpeg-python appends global options at the end, where ffmpeg may ignore them as trailing.
-    return [binary, *GLOBAL_ARGS, *stream.get_args()]
+    device_args = [part for key, value in global_options for part in (f"-{key}", value)]
+    return [binary, *BASE_ARGS, "-loglevel", loglevel, *device_args, *stream.get_args()]
 
 
 def yuv420_frames(luma_planes: np.ndarray) -> bytes:
@@ -129,16 +144,36 @@ def luma_planes(raw: bytes, width: int, height: int, command: list[str]) -> np.n
 
 def encode(job: EncodeJob, luma: np.ndarray, binary: str, timeout: float | None = None) -> bytes:
     command = encode_command(job, binary)
-    data = run(command, yuv420_frames(luma), timeout=timeout, env=dict(job.env))
+    try:
+        data = run(command, yuv420_frames(luma), timeout=timeout, env=dict(job.env))
+    except FFmpegError as exc:
+        # Name the encoder first: with hardware encoders the reason is often a missing device or driver.
+        raise FFmpegError(f"{job.encoder} could not encode a {job.width}x{job.height} frame: "
+                          f"{str(exc).splitlines()[0]}", exc.command, exc.stderr, exc.returncode) from None
     if not data:
         raise FFmpegError(f"{job.encoder} produced an empty stream", command)
     return data
 
 
+# What libavcodec logs when a hardware decoder cannot take a stream and it retries in software.
+HWACCEL_FALLBACK_MESSAGES = ("Failed setup for format", "not usable, retrying get_format() without it",
+                             "hwaccel initialisation returned error")
+
+
 def decode(data: bytes, container: str, width: int, height: int, binary: str,
-           decoder: str | None = None, timeout: float | None = None) -> np.ndarray:
-    command = decode_command(container, binary, decoder)
-    return luma_planes(run(command, data, timeout=timeout), width, height, command)
+           decoder: str | None = None, timeout: float | None = None, hwaccel: str | None = None) -> np.ndarray:
+    command = decode_command(container, binary, decoder, hwaccel)
+    try:
+        raw, stderr = run_with_stderr(command, data, timeout=timeout)
+    except FFmpegError as exc:
+        if not hwaccel:
+            raise
+        raise FFmpegError(f"hwaccel {hwaccel!r} could not decode a {container} stream: {str(exc).splitlines()[0]}",
+                          exc.command, exc.stderr, exc.returncode) from None
+    if hwaccel and any(message in stderr for message in HWACCEL_FALLBACK_MESSAGES):
+        raise FFmpegError(f"hwaccel {hwaccel!r} could not decode this {container} stream and ffmpeg fell back to "
+                          f"software decoding; drop --hwaccel to decode in software on purpose", command, stderr)
+    return luma_planes(raw, width, height, command)
 
 
 @functools.lru_cache(maxsize=8)

@@ -16,7 +16,7 @@ import zstandard
 from tqdm import tqdm
 
 from . import __version__, container, ffmpeg, layout, probe
-from .codecs import Codec, EncoderSettings, get_codec
+from .codecs import Codec, EncoderSettings, stream_decoder
 from .container import Blob, Container
 from .errors import CodecError, InputError, IntegrityError
 from .files import LoadedModel, atomic_write, from_checkpoint, load_model
@@ -85,13 +85,15 @@ class TensorPlan:
                 "preset": self.settings.preset or self.codec.default_preset}
 
 
-def compress(model, codec: str = "x265", qp: int | None = None, *, per_channel: bool = False,
+def compress(model, codec: str | Codec = "x265", qp: int | None = None, *, per_channel: bool = False,
              bits: int = 8, selection: Selection | None = None, arrangement: layout.Arrangement = "rows",
              preset: str | None = None, uncoded: UncodedStorage = "exact", ffmpeg_path: str | None = None,
-             workers: int | None = None, progress: bool = False) -> CompressedModel:
+             workers: int | None = None, progress: bool = False, device: str | None = None) -> CompressedModel:
     """Compress a state dict, checkpoint dict, nn.Module or model file into a .vcwc file.
 
     qp=None is lossless on the int8 symbols (the only error is the int8 quantization itself).
+    `codec` is a registered name, "auto" (the first working encoder of codecs.AUTO_ORDER), or a Codec
+    instance such as hardware.CustomCodec. `device` picks a hardware encoder's device (--hw-device).
     """
     loaded = model if isinstance(model, LoadedModel) else (
         load_model(model) if isinstance(model, (str, os.PathLike)) else from_checkpoint(model))
@@ -99,8 +101,8 @@ def compress(model, codec: str = "x265", qp: int | None = None, *, per_channel: 
     selection.check_patterns(list(loaded.state_dict))
     if uncoded not in ("exact", "float16"):
         raise InputError(f"uncoded storage must be 'exact' or 'float16', got {uncoded!r}")
-    video_codec = get_codec(codec)
-    settings = EncoderSettings(qp=qp, preset=preset)
+    settings = EncoderSettings(qp=qp, preset=preset, device=device)
+    video_codec = probe.resolve_codec(codec, settings, ffmpeg_path)
     video_codec.check(settings)
     quant = QuantConfig("per_channel" if per_channel else "per_tensor", bits)
     plans = {name: TensorPlan(name, video_codec, settings, quant, arrangement)
@@ -276,8 +278,9 @@ class CompressedModel:
         return atomic_write(path, self.data, force)
 
     def decompress(self, names: list[str] | None = None, *, ffmpeg_path: str | None = None,
-                   workers: int | None = None, progress: bool = False) -> dict[str, torch.Tensor]:
-        return _decompress(self.container, names, ffmpeg_path, workers, progress)
+                   workers: int | None = None, progress: bool = False,
+                   hwaccel: str | None = None) -> dict[str, torch.Tensor]:
+        return _decompress(self.container, names, ffmpeg_path, workers, progress, hwaccel)
 
     def size_report(self):
         from .report import size_report
@@ -297,15 +300,19 @@ def open_compressed(source) -> CompressedModel:
 
 
 def decompress(source, names: list[str] | None = None, *, ffmpeg_path: str | None = None,
-               workers: int | None = None, progress: bool = False) -> dict[str, torch.Tensor]:
+               workers: int | None = None, progress: bool = False,
+               hwaccel: str | None = None) -> dict[str, torch.Tensor]:
     """The state dict (original names, shapes, dtypes) from .vcwc bytes or a path.
 
-    `names` decodes only those tensors: only the frames that hold them are decoded.
+    `names` decodes only those tensors: only the frames that hold them are decoded. Frames are decoded
+    in software unless `hwaccel` names an ffmpeg hwaccel (cuda, vaapi, qsv, ...); either way the symbols
+    are checked against their stored checksums.
     """
-    return open_compressed(source).decompress(names, ffmpeg_path=ffmpeg_path, workers=workers, progress=progress)
+    return open_compressed(source).decompress(names, ffmpeg_path=ffmpeg_path, workers=workers, progress=progress,
+                                              hwaccel=hwaccel)
 
 
-def _decompress(archive: Container, names, ffmpeg_path, workers, progress) -> dict[str, torch.Tensor]:
+def _decompress(archive: Container, names, ffmpeg_path, workers, progress, hwaccel=None) -> dict[str, torch.Tensor]:
     entries = archive.metadata["tensors"]
     if names is not None:
         known = {entry["name"] for entry in entries}
@@ -321,9 +328,10 @@ def _decompress(archive: Container, names, ffmpeg_path, workers, progress) -> di
 
         def decode_frame(index):
             frame = frames[index]
-            codec = get_codec(frame["codec"])
+            # The decoder follows the stream format, not the encoder: no encoder needs to exist here.
             planes = ffmpeg.decode(archive.blob(frame["blob"]), frame["container"], frame["width"],
-                                   frame["height"], binary, codec.decoder)
+                                   frame["height"], binary, stream_decoder(frame["container"], hwaccel),
+                                   hwaccel=hwaccel)
             return planes[0]
 
         decoded_frames = dict(zip(needed_frames, _map_parallel(decode_frame, needed_frames, workers, progress,

@@ -19,16 +19,22 @@ class QuantConfig:
 
     `per_channel` gives each output channel (dimension 0) its own scale.
     `bits=8` is int8 (max_level 127); fewer bits give fewer levels in the same int8 container.
+    `step` fixes the scale in weight units for every tensor (or channel), as NNC's QP does, so that
+    symbols are few and small; a tensor whose range would need more than `max_level` steps gets the
+    coarser scale max|w| / max_level instead of being clipped.
     """
 
     granularity: Granularity = "per_tensor"
     bits: int = 8
+    step: float | None = None
 
     def __post_init__(self):
         if self.granularity not in ("per_tensor", "per_channel"):
             raise InputError(f"granularity must be 'per_tensor' or 'per_channel', got {self.granularity!r}")
         if not 2 <= self.bits <= 8:
             raise InputError(f"bits must be between 2 and 8, got {self.bits}")
+        if self.step is not None and not (self.step > 0 and np.isfinite(self.step)):
+            raise InputError(f"step must be a positive number, got {self.step}")
 
     @property
     def max_level(self) -> int:
@@ -53,7 +59,10 @@ def quantize(weights: torch.Tensor, config: QuantConfig, name: str = "tensor") -
     else:
         peak = np.array([np.abs(values).max() if values.size else 0.0])
     # The stored float32 scale is the one used to quantize, so dequantization reproduces it exactly.
-    scales = (peak / config.max_level).astype(np.float32)
+    scales = peak / config.max_level
+    if config.step is not None:
+        scales = np.maximum(scales, config.step)
+    scales = scales.astype(np.float32)
     divisor = np.where(scales > 0, scales, 1.0).astype(np.float64)
     shaped = divisor.reshape(-1, *([1] * (values.ndim - 1))) if len(scales) > 1 else divisor[0]
     symbols = np.clip(np.rint(values / shaped), -config.max_level, config.max_level).astype(np.int8)

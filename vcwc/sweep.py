@@ -22,12 +22,13 @@ from tqdm import tqdm
 
 from . import __version__
 from .codecs import get_codec
-from .errors import InputError, VcwcError
+from .errors import InputError, NNCodecUnavailable, VcwcError
 from .experiment import BASELINES
 from .files import atomic_write
 
 POINTS_FOLDER = "points"
 EVALS_FOLDER = "evaluations"
+NNCODEC = "nncodec"  # the optional NNCodec baseline, run in its own Python (vcwc/nncodec.py)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class Point:
     """One measurement: a model at one setting (a codec at a QP, or a baseline)."""
 
     model: ModelSpec
-    method: str  # a codec name, or a baseline such as "int8_zstd_per_tensor"
+    method: str  # a codec name, a baseline such as "int8_zstd_per_tensor", or "nncodec"
     granularity: str = "per_tensor"
     qp: int | None = None
     eval_limit: int | None = None  # evaluate on a class-balanced subset (screening), None: model.limit
@@ -86,6 +87,10 @@ class Point:
     @property
     def is_baseline(self) -> bool:
         return self.method in BASELINES
+
+    @property
+    def is_nncodec(self) -> bool:
+        return self.method == NNCODEC
 
     def settings(self, model_digest: str) -> dict:
         return {"model": {**asdict(self.model), "sha256": model_digest}, "method": self.method,
@@ -115,12 +120,16 @@ def file_digest(path: str) -> str:
 
 def plan_points(models: list[ModelSpec], codecs: list[str], granularities: list[str],
                 qps: dict[str, list[int | None]] | None = None, baselines: tuple[str, ...] = BASELINES,
-                eval_limit: int | None = None) -> list[Point]:
-    """Every point of the grid. `qps` maps a codec to its QPs (None = lossless); default: its ladder."""
+                eval_limit: int | None = None, nncodec_qps: list[int] | None = None) -> list[Point]:
+    """Every point of the grid. `qps` maps a codec to its QPs (None = lossless); default: its ladder.
+
+    NNCodec points (its own QP scale) are planned only when `nncodec_qps` is given.
+    """
     points = []
     for model in models:
         points += [Point(model, name, "per_channel" if name.endswith("per_channel") else "per_tensor",
                          eval_limit=eval_limit) for name in baselines]
+        points += [Point(model, NNCODEC, "per_tensor", qp, eval_limit) for qp in nncodec_qps or ()]
         for codec in codecs:
             spec = get_codec(codec)
             ladder = (qps or {}).get(codec) or [None, *spec.qp_ladder]
@@ -136,6 +145,7 @@ class Sweep:
     jobs: int = 1
     progress: bool = True
     ffmpeg_path: str | None = None
+    nncodec_python: str | None = None  # default: $VCWC_NNCODEC_PYTHON, else the repository's .venv-nncodec
     _digests: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -160,8 +170,8 @@ class Sweep:
         (self.out / EVALS_FOLDER).mkdir(parents=True, exist_ok=True)
         todo = self.pending(points)
         threads = max(1, (os.cpu_count() or 1) // max(1, self.jobs))
-        tasks = [(p, self.key(p), p.settings(self._digests[p.model.path]), str(self.out), threads, self.ffmpeg_path)
-                 for p in todo]
+        tasks = [(p, self.key(p), p.settings(self._digests[p.model.path]), str(self.out), threads, self.ffmpeg_path,
+                  self.nncodec_python) for p in todo]
         bar = tqdm(total=len(tasks), desc="sweep", unit="point", disable=None if self.progress else True)
         if self.jobs <= 1:
             for task in tasks:
@@ -179,10 +189,12 @@ class Sweep:
 
 
 def _finished(path: Path) -> bool:
+    """Finished: measured, or skipped for good (not for a missing tool that may be installed later)."""
     try:
-        return json.loads(path.read_text()).get("status") in ("ok", "skipped")
+        record = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
+    return record.get("status") == "ok" or (record.get("status") == "skipped" and not record.get("retry"))
 
 
 _SUBJECTS: dict = {}  # per process: (model spec, eval limit) -> ModelUnderTest
@@ -202,7 +214,8 @@ def _subject(spec: ModelSpec, limit: int | None, evals_dir: Path):
     return _SUBJECTS[key]
 
 
-def _run_point(point: Point, key: str, settings: dict, out: str, threads: int, ffmpeg_path: str | None) -> None:
+def _run_point(point: Point, key: str, settings: dict, out: str, threads: int, ffmpeg_path: str | None,
+               nncodec_python: str | None = None) -> None:
     """Measure one point and write its record; a failure is recorded, never raised."""
     import torch
 
@@ -214,7 +227,14 @@ def _run_point(point: Point, key: str, settings: dict, out: str, threads: int, f
               "vcwc_version": __version__, "python": platform.python_version(), "torch": torch.__version__}
     start = time.perf_counter()
     try:
-        if not point.is_baseline:
+        if point.is_nncodec:
+            from .nncodec import find_python
+
+            try:
+                find_python(nncodec_python)
+            except NNCodecUnavailable as exc:
+                raise _Skip(str(exc), retry=True) from None
+        elif not point.is_baseline:
             codec = get_codec(point.method)
             if point.qp is None and not codec.supports_lossless:
                 raise _Skip(f"{point.method} has no lossless mode")
@@ -224,13 +244,15 @@ def _run_point(point: Point, key: str, settings: dict, out: str, threads: int, f
         subject = _subject(point.model, point.eval_limit, out_dir / EVALS_FOLDER)
         if point.is_baseline:
             result = subject.run_baseline(point.method)
+        elif point.is_nncodec:
+            result = subject.run_nncodec(point.qp, python=nncodec_python)
         else:
             result = subject.run_codec(point.method, point.qp, point.granularity == "per_channel",
                                        ffmpeg_path=ffmpeg_path, workers=threads)
         record.update(status="ok", original_top1=subject.original.top1, original_top5=subject.original.top5,
                       **result)
     except _Skip as reason:
-        record.update(status="skipped", reason=str(reason))
+        record.update(status="skipped", reason=str(reason), retry=reason.retry)
     except (VcwcError, RuntimeError, ValueError, OSError) as exc:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=6))
@@ -240,7 +262,9 @@ def _run_point(point: Point, key: str, settings: dict, out: str, threads: int, f
 
 
 class _Skip(Exception):
-    pass
+    def __init__(self, reason: str, retry: bool = False):
+        super().__init__(reason)
+        self.retry = retry  # the point becomes measurable once something is installed: try it on rerun
 
 
 def _json_default(value):

@@ -156,7 +156,7 @@ def _scales(r: dict) -> str:
 
 
 def _qp(r: dict) -> str:
-    if r["method"] not in _codec_names():
+    if r["method"] not in _codec_names() and r["method"] != "nncodec":  # NNCodec has QPs of its own
         return "-"
     return "lossless" if r["qp"] is None else str(r["qp"])
 
@@ -196,7 +196,7 @@ def plot(records: list[dict], out: Path) -> dict[str, Path]:
                 label = f"{method} ({'channel' if granularity == 'per_channel' else 'tensor'})"
                 x = [r["bits_per_weight"] for r in members]
                 y = [float(r[y_key]) for r in members]
-                if method in _codec_names():
+                if method in _codec_names() or method == "nncodec":
                     axis.plot(x, y, marker="o", markersize=3, linewidth=1, label=label)
                 else:
                     axis.scatter(x, y, marker="s", s=18, label=label)
