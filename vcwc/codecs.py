@@ -208,8 +208,10 @@ class X265(Codec):
     def output_options(self, settings):
         mode = {"lossless": 1} if settings.lossless else {"qp": settings.qp}
         # info=0 and dropping SEI (types 39/40) keep x265's version and settings out of the stream;
-        # one frame thread keeps the output identical whatever the pool size.
-        params = _params(**mode, keyint=1, aq_mode=0, psy_rd=0, psy_rdoq=0, info=0, log_level="error",
+        # one frame thread keeps the output identical whatever the pool size. Every stream holds one
+        # frame, so it is intra-only without keyint=1, which would signal the Main Intra (RExt) profile
+        # that phone decoders reject.
+        params = _params(**mode, aq_mode=0, psy_rd=0, psy_rdoq=0, info=0, log_level="error",
                          pools=settings.threads, frame_threads=1)
         return {"c:v": self.encoder, "preset": settings.preset or self.default_preset,
                 "x265-params": params, "bsf:v": "filter_units=remove_types=39|40"}

@@ -54,7 +54,8 @@ def run_demo(model_path=None, arch: str | None = None, data_path=None, *, limit:
         if not status.works:
             skipped[name] = status.reason
             continue
-        settings += [(name, None)] + [(name, qp) for qp in get_codec(name).demo_qps]
+        codec = get_codec(name)
+        settings += [(name, None)] * codec.supports_lossless + [(name, qp) for qp in codec.demo_qps]
     rows = [subject.run_baseline("fp32"), subject.run_baseline("int8_per_tensor"),
             subject.run_baseline("int8_zstd_per_tensor")]
     for name, qp in tqdm(settings, desc="demo", unit="setting", disable=None if progress else True, leave=False):

@@ -185,8 +185,12 @@ def plot(records: list[dict], out: Path) -> dict[str, Path]:
     paths = {}
     for name, y_key, y_label in (("accuracy.png", "top1", "top-1 accuracy (%)"),
                                  ("snr.png", "weight_snr_db", "weight SNR (dB)")):
-        figure, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.2), squeeze=False)
-        for axis, model in zip(axes[0], models):
+        columns = min(4, len(models))
+        rows_count = -(-len(models) // columns)
+        figure, axes = plt.subplots(rows_count, columns, figsize=(5.0 * columns, 4.0 * rows_count), squeeze=False)
+        for axis in axes.flat[len(models):]:
+            axis.set_visible(False)
+        for axis, model in zip(axes.flat, models):
             rows = [r for r in full if r["model"] == model and math.isfinite(float(r[y_key]))]
             series = defaultdict(list)
             for r in rows:
@@ -210,7 +214,7 @@ def plot(records: list[dict], out: Path) -> dict[str, Path]:
             axis.set_xlabel("bits per coded weight")
             axis.set_ylabel(y_label)
             axis.grid(True, alpha=0.3)
-        axes[0][-1].legend(fontsize=6, loc="lower right")
+        axes.flat[len(models) - 1].legend(fontsize=6, loc="lower right")
         figure.tight_layout()
         path = out / name
 
