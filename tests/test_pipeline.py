@@ -158,3 +158,12 @@ def test_size_report_adds_up(small_conv_model):
     coded = [t for t in report.tensors if t.storage == "video"]
     assert sum(t.bytes for t in coded) == pytest.approx(report.coded_bytes)
     assert report.bits_per_weight == pytest.approx(8 * report.coded_bytes / report.coded_weights)
+
+
+def test_fixed_step_is_lossless_on_its_symbols_and_smaller(small_conv_model):
+    int8 = vcwc.compress(small_conv_model, codec="x264")
+    stepped = vcwc.compress(small_conv_model, codec="x264", step=0.01)
+    decoded = vcwc.decompress(stepped.data)
+    q = quantize(small_conv_model["features.0.weight"], QuantConfig(step=0.01))
+    assert torch.equal(decoded["features.0.weight"], torch.from_numpy(dequantize(q.symbols, q.scales)))
+    assert len(stepped.data) < len(int8.data)

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="int8 symbols come back bit-exact (the default; the int8 rounding remains)")
     p.add_argument("--per-channel", action="store_true", help="one int8 scale per output channel")
     p.add_argument("--bits", type=int, default=8, help="quantization bits, 2..8 (default 8)")
+    p.add_argument("--step", type=float,
+                   help="one quantization step in weight units for every tensor (NNC-style), then lossless "
+                        "coding of the small symbols; e.g. 0.022 (see docs/rate-accuracy.md)")
     p.add_argument("--layers", choices=["all", "fc"], default="all",
                    help="code every >=2-D float tensor (all) or only 2-D fully-connected weights (fc)")
     p.add_argument("--include", action="append", default=[], metavar="PATTERN",
@@ -176,6 +179,7 @@ def _compress(args) -> int:
     selection = Selection(args.layers, tuple(args.include), tuple(args.exclude))
     video_codec = _chosen_codec(args)
     compressed = compress(model, codec=video_codec, qp=args.qp, per_channel=args.per_channel, bits=args.bits,
+                          step=args.step,
                           selection=selection, arrangement=args.arrangement, preset=args.preset,
                           uncoded=args.uncoded, ffmpeg_path=args.ffmpeg, workers=args.workers, progress=True,
                           device=args.hw_device)

@@ -86,7 +86,8 @@ class TensorPlan:
 
 
 def compress(model, codec: str | Codec = "x265", qp: int | None = None, *, per_channel: bool = False,
-             bits: int = 8, selection: Selection | None = None, arrangement: layout.Arrangement = "rows",
+             bits: int = 8, step: float | None = None, selection: Selection | None = None,
+             arrangement: layout.Arrangement = "rows",
              preset: str | None = None, uncoded: UncodedStorage = "exact", ffmpeg_path: str | None = None,
              workers: int | None = None, progress: bool = False, device: str | None = None) -> CompressedModel:
     """Compress a state dict, checkpoint dict, nn.Module or model file into a .vcwc file.
@@ -104,7 +105,7 @@ def compress(model, codec: str | Codec = "x265", qp: int | None = None, *, per_c
     settings = EncoderSettings(qp=qp, preset=preset, device=device)
     video_codec = probe.resolve_codec(codec, settings, ffmpeg_path)
     video_codec.check(settings)
-    quant = QuantConfig("per_channel" if per_channel else "per_tensor", bits)
+    quant = QuantConfig("per_channel" if per_channel else "per_tensor", bits, step)
     plans = {name: TensorPlan(name, video_codec, settings, quant, arrangement)
              for name, tensor in loaded.state_dict.items() if selection.is_coded(name, tensor)}
     return encode_plans(loaded, plans, uncoded=uncoded, ffmpeg_path=ffmpeg_path, workers=workers,
