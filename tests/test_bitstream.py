@@ -88,9 +88,9 @@ def encode_one(codec_name: str, qp, width=200, height=100) -> bytes:
     ("x264", 24, "H.264", 100, "High"),
     ("mobile-h264", 24, "H.264", 77, "Main"),
     ("mobile-h264-baseline", 24, "H.264", 66, "Constrained Baseline"),
-    # vcwc's x265 codec sets keyint=1, so x265 signals Main Intra (a RExt profile), lossless or not.
-    ("x265", None, "H.265/HEVC", 4, "Main Intra (RExt)"),
-    ("x265", 24, "H.265/HEVC", 4, "Main Intra (RExt)"),
+    # vcwc's x265 streams hold one frame each and set no keyint, so x265 signals plain Main, lossless or not.
+    ("x265", None, "H.265/HEVC", 1, "Main"),
+    ("x265", 24, "H.265/HEVC", 1, "Main"),
     ("mobile-hevc", 24, "H.265/HEVC", 1, "Main"),
     ("aom", None, "AV1", 0, "Main"),
     ("svtav1", 30, "AV1", 0, "Main"),
