@@ -13,7 +13,7 @@ from .architectures import ARCHITECTURES
 from .demo import SOFTWARE_CODECS
 from .errors import InputError, VcwcError
 from .experiment import BASELINES
-from .files import load_model, save_state_dict
+from .files import check_output, load_model, save_state_dict
 from .nncodec import QP_LADDER as NNCODEC_QP_LADDER
 from .pipeline import CompressedModel, Selection, compress
 from .report import size_report
@@ -173,8 +173,7 @@ def _add_common(p, *, force=False, json_output=False):
 
 def _compress(args) -> int:
     output = Path(args.output)
-    if output.exists() and not args.force:
-        raise_exists(output)
+    check_output(output, args.force)
     model = load_model(args.model)
     selection = Selection(args.layers, tuple(args.include), tuple(args.exclude))
     video_codec = _chosen_codec(args)
@@ -221,14 +220,9 @@ def _chosen_codec(args) -> codecs.Codec:
     return chosen
 
 
-def raise_exists(path: Path):
-    raise InputError(f"output {str(path)!r} exists; pass --force to overwrite it")
-
-
 def _decompress(args) -> int:
     output = Path(args.output)
-    if output.exists() and not args.force:
-        raise_exists(output)
+    check_output(output, args.force)
     compressed = CompressedModel.open(args.input)
     state_dict = compressed.decompress(ffmpeg_path=args.ffmpeg, workers=args.workers, progress=True,
                                        hwaccel=args.hwaccel)

@@ -61,22 +61,24 @@ class ModelUnderTest:
         return sum(t.numel() for n, t in self.loaded.state_dict.items() if self.selection.is_coded(n, t))
 
     def score(self, state_dict: dict[str, torch.Tensor], reference: bool = True) -> EvalResult:
-        key = weights_digest(state_dict)
-        if key not in self._scores:
-            stored = self._stored_score(key) if reference else None
-            if stored is None:
-                self.module.load_state_dict(state_dict, strict=True)
-                stored = evaluate(self.module, self.dataset, self.preprocess, progress=self.progress,
-                                  reference_logits=self.original.logits if reference else None)
-                self.module.load_state_dict(self.loaded.state_dict, strict=True)
-                if reference:
-                    self._store_score(key, stored)
-            self._scores[key] = stored
-        return self._scores[key]
+        return self.scored(state_dict, reference)[0]
 
-    def is_scored(self, state_dict: dict[str, torch.Tensor]) -> bool:
+    def scored(self, state_dict: dict[str, torch.Tensor], reference: bool = True) -> tuple[EvalResult, bool]:
+        """The evaluation of these weights, and whether it was already known (in memory or in the store)."""
         key = weights_digest(state_dict)
-        return key in self._scores or self._stored_score(key) is not None
+        if key in self._scores:
+            return self._scores[key], True
+        stored = self._stored_score(key) if reference else None
+        known = stored is not None
+        if stored is None:
+            self.module.load_state_dict(state_dict, strict=True)
+            stored = evaluate(self.module, self.dataset, self.preprocess, progress=self.progress,
+                              reference_logits=self.original.logits if reference else None)
+            self.module.load_state_dict(self.loaded.state_dict, strict=True)
+            if reference:
+                self._store_score(key, stored)
+        self._scores[key] = stored
+        return stored, known
 
     def _store_path(self, weights_key: str) -> Path | None:
         if self.evaluation_store is None:
@@ -114,7 +116,7 @@ class ModelUnderTest:
         reconstructed = decompress(compressed.data, ffmpeg_path=ffmpeg_path, workers=workers)
         decode_seconds = time.perf_counter() - start
         report = compressed.size_report()
-        cached = self.is_scored(reconstructed)
+        result, cached = self.scored(reconstructed)
         record = {
             "method": codec, "codec": codec, "qp": qp, "lossless": qp is None,
             "granularity": "per_channel" if per_channel else "per_tensor",
@@ -125,7 +127,7 @@ class ModelUnderTest:
             "weight_snr_db": coded_snr_db(self.loaded.state_dict, reconstructed, self.selection),
             "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,
             "ffmpeg_version": compressed.metadata["ffmpeg_version"],
-            **self.accuracy_fields(self.score(reconstructed)),
+            **self.accuracy_fields(result),
         }
         record["cached_evaluation"] = cached
         return record
@@ -167,7 +169,7 @@ class ModelUnderTest:
         uncoded = sum(t.numel() * t.element_size() for n, t in state_dict.items() if n not in coded)
         original_bytes = sum(t.numel() * t.element_size() for t in state_dict.values())
         weights = self.coded_weights
-        cached = self.is_scored(reconstructed)
+        evaluation, cached = self.scored(reconstructed)
         record = {
             "method": "nncodec", "codec": "nncodec", "qp": qp, "lossless": False, "granularity": "per_tensor",
             "file_bytes": result.bitstream_bytes + uncoded, "coded_bytes": result.bitstream_bytes,
@@ -183,7 +185,7 @@ class ModelUnderTest:
             "ffmpeg_version": None, "nncodec_version": result.version, "nncodec_use_dq": use_dq,
             # Inside coded_bytes, not on top: NNCodec stores names and shapes in its own bitstream.
             "bitstream_includes_names_and_shapes": True, "bitstream_name_bytes": result.name_bytes,
-            **self.accuracy_fields(self.score(reconstructed)),
+            **self.accuracy_fields(evaluation),
         }
         record["cached_evaluation"] = cached
         return record

@@ -117,14 +117,19 @@ def _json_able(value) -> bool:
         return False
 
 
+def check_output(path: str | os.PathLike, force: bool = False) -> None:
+    """Refuse to overwrite an existing file unless forced (called before long work, and again on write)."""
+    if Path(path).exists() and not force:
+        raise InputError(f"output {str(path)!r} exists; pass --force (force=True) to overwrite it")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None] | bytes, force: bool = False) -> Path:
     """Write through a temporary file in the same folder, then rename: never a half-written file.
 
     `write` is the bytes to write, or a function that writes the file at the path it is given.
     """
     path = Path(path)
-    if path.exists() and not force:
-        raise InputError(f"output {str(path)!r} exists; pass --force (force=True) to overwrite it")
+    check_output(path, force)
     if not path.parent.exists():
         raise InputError(f"output folder {str(path.parent)!r} does not exist")
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

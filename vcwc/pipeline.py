@@ -225,14 +225,11 @@ def _encode_groups(plans, quantized, records, blobs, binary, workers, progress):
         frames_table[index]["blob"] = len(blobs)
         blobs.append(Blob("video", data))
         decoded_frames[index] = decoded
-    decoded_symbols = {}
+    symbols_by_name = {}
     for name in plans:
-        rows, cols = records[name]["layout"]["matrix"]
-        regions = [layout.Region.from_dict(r) for r in records[name]["regions"]]
-        matrix = layout.extract(decoded_frames, regions, rows, cols)
-        decoded_symbols[name] = layout.from_matrix(matrix, tuple(quantized[name].symbols.shape),
-                                                   plans[name].arrangement)
-    return frames_table, decoded_symbols
+        entry = {**records[name], "shape": list(quantized[name].symbols.shape)}
+        symbols_by_name[name] = decoded_symbols(entry, decoded_frames)
+    return frames_table, symbols_by_name
 
 
 def _map_parallel(function, items, workers, progress, description):
