@@ -6,6 +6,7 @@ import stat
 import pytest
 
 from vcwc import cli
+from vcwc.errors import InputError
 from vcwc.sweep import ModelSpec, Sweep, knee_points, load_records, plan_points
 from vcwc.sweep_report import write_report
 
@@ -87,3 +88,21 @@ def test_sweep_then_report_command(tmp_path, spec, capsys):
     record = json.loads((out / "points.jsonl").read_text().splitlines()[0])
     assert record["method"] == "x265" and record["qp"] == 28 and record["ffmpeg_version"].startswith("ffmpeg")
     assert cli.main(["report", str(out)]) == 0
+
+
+def test_step_points_with_and_without_bias_correction(tmp_path, spec):
+    points = plan_points([spec], ["x264", "svtav1"], ["step"], step_qps=[-16], baselines=(),
+                         corrections=("none", "bias"))
+    assert [(p.method, p.qp, p.correction) for p in points] == [
+        ("x264", -16, "none"), ("x264", -16, "bias"), ("svtav1", -16, "none"), ("svtav1", -16, "bias")]
+    records = Sweep(tmp_path, progress=False).run(points)
+    assert all(r["status"] == "ok" and r["granularity"] == "step" and r["lossless"] for r in records)
+    plain, corrected = records[0], records[1]
+    assert plain["step"] == corrected["step"] == 2 ** -4 and corrected["correction"] == "bias"
+    assert plain["coded_bytes"] == corrected["coded_bytes"]  # the correction touches only uncoded tensors
+    assert corrected["mean_kl"] < plain["mean_kl"]
+    assert records[2]["top1"] == plain["top1"]  # both codecs are lossless on the same symbols
+    write_report(tmp_path)
+    assert "| x264 | step + bias corr. | -16 |" in (tmp_path / "summary.md").read_text()
+    with pytest.raises(InputError, match="unknown correction"):
+        plan_points([spec], ["x264"], ["step"], corrections=("magic",))

@@ -60,6 +60,7 @@ class ArchitectureSpec:
     num_classes: int
     preprocess: Preprocessing
     description: str
+    input_shape: tuple[int, ...] = (3, 224, 224)  # one input image, channels first
 
 
 # ImageNet ResNets (He et al. 2016), laid out like torchvision's resnetXX() ("v1.5": in Bottleneck the
@@ -298,6 +299,7 @@ def _registry() -> dict[str, ArchitectureSpec]:
                 10,
                 _CIFAR_PREPROCESS,
                 f"CIFAR-10 ResNet-{depth} (akamaster/pytorch_resnet_cifar10 layout)",
+                (3, 32, 32),
             )
         )
     specs.append(
@@ -307,6 +309,7 @@ def _registry() -> dict[str, ArchitectureSpec]:
             10,
             _DIGITS_PREPROCESS,
             "small ResNet for scikit-learn's 8x8 digits (the bundled default model)",
+            (1, 8, 8),
         )
     )
     return {spec.name: spec for spec in specs}

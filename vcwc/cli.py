@@ -16,6 +16,7 @@ from .experiment import BASELINES
 from .files import check_output, load_model, save_state_dict
 from .nncodec import QP_LADDER as NNCODEC_QP_LADDER
 from .pipeline import CompressedModel, Selection, compress
+from .quantize import step_from_qp
 from .report import size_report
 
 
@@ -52,9 +53,27 @@ def build_parser() -> argparse.ArgumentParser:
                       help="int8 symbols come back bit-exact (the default; the int8 rounding remains)")
     p.add_argument("--per-channel", action="store_true", help="one int8 scale per output channel")
     p.add_argument("--bits", type=int, default=8, help="quantization bits, 2..8 (default 8)")
-    p.add_argument("--step", type=float,
-                   help="one quantization step in weight units for every tensor (NNC-style), then lossless "
-                        "coding of the small symbols; e.g. 0.022 (see docs/rate-accuracy.md)")
+    step = p.add_mutually_exclusive_group()
+    step.add_argument("--step", type=float,
+                      help="one quantization step in weight units for every tensor (NNC-style), then lossless "
+                           "coding of the small symbols; e.g. 0.022 (see docs/rate-accuracy.md)")
+    step.add_argument("--step-qp", type=int, metavar="QP",
+                      help="the same step as a QP on NNCodec's scale, step = 2^(QP/4); write --step-qp=-18")
+    step.add_argument("--target-drop", type=float, metavar="POINTS",
+                      help="choose per-tensor steps by evaluation on --calibration: the coarsest whose top-1 "
+                           "predictions change on at most POINTS %% of the calibration images (implies "
+                           "--bias-correction; needs --arch)")
+    p.add_argument("--calibration", metavar="DATA",
+                   help="images for --target-drop (.npz with x, y, or class folders), e.g. "
+                        "cifar10_train_lossless_subset.npz; never the test set you report on")
+    p.add_argument("--calibration-limit", type=int, metavar="N",
+                   help="a class-balanced subset of N calibration images (faster, coarser)")
+    p.add_argument("--max-evaluations", type=int, default=40, help="--target-drop's budget (default 40)")
+    p.add_argument("--bias-correction", action="store_true",
+                   help="correct BatchNorm running means and biases for the coded weights' mean output shift, "
+                        "without data (needs --arch)")
+    p.add_argument("--arch", choices=list(ARCHITECTURES), metavar="ARCH",
+                   help=f"the model's architecture, for --bias-correction: {', '.join(ARCHITECTURES)}")
     p.add_argument("--layers", choices=["all", "fc"], default="all",
                    help="code every >=2-D float tensor (all) or only 2-D fully-connected weights (fc)")
     p.add_argument("--include", action="append", default=[], metavar="PATTERN",
@@ -130,7 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codecs", default=",".join(SOFTWARE_CODECS), help="comma-separated codecs or profiles")
     p.add_argument("--qps", help="comma-separated QPs, 'lossless' for lossless (default: each codec's own ladder)")
     p.add_argument("--granularity", default="per_tensor,per_channel",
-                   help="comma-separated: per_tensor, per_channel (default both)")
+                   help="comma-separated: per_tensor, per_channel (int8 scales, then the codec at --qps), step "
+                        "(one fixed step 2^(QP/4) for every tensor at --step-qps, codec lossless); default "
+                        "per_tensor,per_channel")
+    p.add_argument("--corrections", default="none", metavar="LIST",
+                   help="comma-separated: none, bias (data-free bias correction; needs each model's arch); "
+                        "every codec point is run once per entry (default none)")
+    p.add_argument("--step-qps", metavar="LIST",
+                   help="comma-separated step QPs for --granularity step, on NNCodec's QP scale; write "
+                        "--step-qps=-22,-21 (default -26 to -14)")
     p.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated baselines, or 'none'")
     p.add_argument("--screen", type=int, metavar="N",
                    help="score every QP on N class-balanced images first, then the full data only around each knee")
@@ -177,16 +204,30 @@ def _compress(args) -> int:
     model = load_model(args.model)
     selection = Selection(args.layers, tuple(args.include), tuple(args.exclude))
     video_codec = _chosen_codec(args)
+    for option, used in (("--bias-correction", args.bias_correction), ("--target-drop", args.target_drop)):
+        if used and not args.arch:
+            raise InputError(f"{option} needs --arch (the model's architecture)")
+    step = step_from_qp(args.step_qp) if args.step_qp is not None else args.step
+    searched = None
+    if args.target_drop is not None:
+        searched = _target_search(args, model, selection)
+        step = {name: step_from_qp(qp) for name, qp in searched.best.step_qps.items()}
     compressed = compress(model, codec=video_codec, qp=args.qp, per_channel=args.per_channel, bits=args.bits,
-                          step=args.step,
+                          step=step, bias_correction=args.bias_correction or searched is not None, arch=args.arch,
                           selection=selection, arrangement=args.arrangement, preset=args.preset,
                           uncoded=args.uncoded, ffmpeg_path=args.ffmpeg, workers=args.workers, progress=True,
                           device=args.hw_device)
     compressed.save(output, force=args.force)
     report = size_report(compressed)
+    search = _search_summary(searched) if searched else None
     if args.json:
-        print(json.dumps({"output": str(output), **_summary(report)}, indent=2))
+        print(json.dumps({"output": str(output), **_summary(report), **({"target_drop": search} if search else {})},
+                         indent=2))
     else:
+        if search:
+            print(f"--target-drop {args.target_drop}: {search['evaluations']} evaluations on {search['images']:,} "
+                  f"calibration images; chosen step QPs {search['step_qps_range']}, calibration agreement "
+                  f"{search['agreement']:.2f}%, mean KL {search['mean_kl']:.4f}")
         lossy = f"QP {args.qp}" if args.qp is not None else "lossless on the int8 symbols"
         print(f"{output}: {report.file_bytes:,} bytes, {report.compression_ratio:.1f}x smaller than the original "
               f"({report.original_bytes:,} bytes); {report.coded_weights:,} weights coded with {video_codec.name}, "
@@ -333,7 +374,7 @@ def _qp_text(row: dict) -> str:
 
 
 def _sweep(args) -> int:
-    from .sweep import ModelSpec, Sweep, knee_points, plan_points
+    from .sweep import GRANULARITIES, ModelSpec, Sweep, knee_points, plan_points
     from .sweep_report import write_report
 
     models = [spec for text in args.models for spec in ModelSpec.parse(text)]
@@ -342,8 +383,8 @@ def _sweep(args) -> int:
         codecs.get_codec(name)
     granularities = _split(args.granularity)
     for granularity in granularities:
-        if granularity not in ("per_tensor", "per_channel"):
-            raise InputError(f"--granularity: {granularity!r} is not per_tensor or per_channel")
+        if granularity not in GRANULARITIES:
+            raise InputError(f"--granularity: {granularity!r} is not one of {', '.join(GRANULARITIES)}")
     baselines = () if args.baselines == "none" else tuple(_split(args.baselines))
     unknown = [name for name in baselines if name not in BASELINES]
     if unknown:
@@ -357,18 +398,19 @@ def _sweep(args) -> int:
         nncodec_qps = [_int_option("--nncodec-qps", value) for value in _split(args.nncodec_qps)]
     elif args.nncodec:
         nncodec_qps = list(NNCODEC_QP_LADDER)
+    step_qps = [_int_option("--step-qps", value) for value in _split(args.step_qps)] if args.step_qps else None
     sweep = Sweep(Path(args.out), force=args.force, jobs=args.jobs, ffmpeg_path=args.ffmpeg,
                   nncodec_python=args.nncodec_python)
+    grid = dict(nncodec_qps=nncodec_qps, step_qps=step_qps, corrections=tuple(_split(args.corrections)))
     if args.screen:
-        screening = plan_points(models, codec_list, granularities, qps, baselines=(), eval_limit=args.screen,
-                                nncodec_qps=nncodec_qps)
-        full_grid = plan_points(models, codec_list, granularities, qps, baselines=baselines, nncodec_qps=nncodec_qps)
+        screening = plan_points(models, codec_list, granularities, qps, baselines=(), eval_limit=args.screen, **grid)
+        full_grid = plan_points(models, codec_list, granularities, qps, baselines=baselines, **grid)
         if args.dry_run:
             return _list_points(sweep, screening)
         screened = sweep.run(screening)
         points = [p for p in full_grid if p.is_baseline] + knee_points(screened, full_grid, args.knee_agreement)
     else:
-        points = plan_points(models, codec_list, granularities, qps, baselines=baselines, nncodec_qps=nncodec_qps)
+        points = plan_points(models, codec_list, granularities, qps, baselines=baselines, **grid)
         if args.dry_run:
             return _list_points(sweep, points)
     records = sweep.run(points)
@@ -427,6 +469,25 @@ def _encoders(args) -> int:
     print(_table(("codec", "encoder", "standard", "kind", "default", "works", "reason"), rows))
     print("\nlossy codecs need --qp; --codec auto tries " + ", ".join(codecs.AUTO_ORDER) + " in that order")
     return 0
+
+
+def _target_search(args, model, selection):
+    from .datasets import load_dataset
+    from .target import search
+
+    if not args.calibration:
+        raise InputError("--target-drop needs --calibration (images to evaluate on, not the test set)")
+    calibration = load_dataset(args.calibration, limit=args.calibration_limit)
+    return search(model, args.arch, calibration, args.target_drop, max_evaluations=args.max_evaluations,
+                  selection=selection, progress=True)
+
+
+def _search_summary(searched) -> dict:
+    best, qps = searched.best, searched.best.step_qps
+    return {"target_drop": searched.target_drop, "evaluations": searched.evaluations,
+            "images": searched.subject.original.n_images, "agreement": best.agreement, "mean_kl": best.mean_kl,
+            "calibration_top1": best.calibration_top1, "original_calibration_top1": searched.subject.original.top1,
+            "step_qps": qps, "step_qps_range": f"{min(qps.values())}..{max(qps.values())}"}
 
 
 def _summary(report) -> dict:

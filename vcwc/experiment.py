@@ -24,7 +24,7 @@ from .evaluate import EvalResult, evaluate
 from .files import LoadedModel
 from .metrics import snr_db
 from .pipeline import Selection, compress, decompress
-from .quantize import QuantConfig, dequantize, quantize
+from .quantize import QuantConfig, dequantize, quantize, step_from_qp
 
 
 def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
@@ -105,12 +105,20 @@ class ModelUnderTest:
                 "agreement": result.agreement, "mean_kl": result.mean_kl, "eval_images": result.n_images,
                 "cached_evaluation": False}
 
-    def run_codec(self, codec: str, qp: int | None, per_channel: bool = False, *, preset: str | None = None,
-                  ffmpeg_path: str | None = None, workers: int | None = None) -> dict:
-        """Compress, decompress and score one setting; a JSON-able record."""
+    def run_codec(self, codec: str, qp: int | None, granularity: str = "per_tensor", *, preset: str | None = None,
+                  bias_correction: bool = False, ffmpeg_path: str | None = None, workers: int | None = None) -> dict:
+        """Compress, decompress and score one setting; a JSON-able record.
+
+        granularity "step" is the fixed-step quantizer: `qp` is then the step's QP on NNCodec's scale
+        (step = 2 ** (qp / 4) in weight units, `step_from_qp`) and the codec runs lossless on the symbols.
+        `bias_correction` is vcwc.correction's data-free correction of BatchNorm means and biases.
+        """
+        step = step_from_qp(qp) if granularity == "step" else None
         start = time.perf_counter()
-        compressed = compress(self.loaded, codec=codec, qp=qp, per_channel=per_channel, selection=self.selection,
-                              preset=preset, ffmpeg_path=ffmpeg_path, workers=workers)
+        compressed = compress(self.loaded, codec=codec, qp=None if step else qp,
+                              per_channel=granularity == "per_channel", step=step, selection=self.selection,
+                              preset=preset, ffmpeg_path=ffmpeg_path, workers=workers,
+                              bias_correction=bias_correction, arch=self.arch if bias_correction else None)
         encode_seconds = time.perf_counter() - start
         start = time.perf_counter()
         reconstructed = decompress(compressed.data, ffmpeg_path=ffmpeg_path, workers=workers)
@@ -118,8 +126,8 @@ class ModelUnderTest:
         report = compressed.size_report()
         result, cached = self.scored(reconstructed)
         record = {
-            "method": codec, "codec": codec, "qp": qp, "lossless": qp is None,
-            "granularity": "per_channel" if per_channel else "per_tensor",
+            "method": codec, "codec": codec, "qp": qp, "lossless": step is not None or qp is None,
+            "granularity": granularity, "step": step, "correction": "bias" if bias_correction else None,
             "file_bytes": report.file_bytes, "coded_bytes": report.coded_bytes,
             "metadata_bytes": report.header_bytes, "uncoded_bytes": report.uncoded_bytes,
             "coded_weights": report.coded_weights, "bits_per_weight": report.bits_per_weight,

@@ -45,6 +45,8 @@ class NNCodecResult:
     name_bytes: int = 0  # tensor names carried in the bitstream (part of bitstream_bytes)
     bitstream: bytes = field(default=b"", repr=False)
     versions: dict = field(default_factory=dict)  # nncodec, numpy, torch and python of the worker
+    encode_times: list[float] = field(default_factory=list)  # every repeat, the first is encode_seconds
+    decode_times: list[float] = field(default_factory=list)
 
 
 def find_python(python: str | os.PathLike | None = None) -> str:
@@ -84,8 +86,12 @@ def check(python: str | os.PathLike | None = None, *, timeout: float = 300.0) ->
 
 
 def nncodec_roundtrip(tensors: dict[str, np.ndarray], qp: int, *, use_dq: bool = True,
-                      python: str | os.PathLike | None = None, timeout: float | None = None) -> NNCodecResult:
-    """Encode `tensors` (float32) with NNCodec at `qp` and decode them again, in the NNCodec environment."""
+                      python: str | os.PathLike | None = None, timeout: float | None = None,
+                      repeats: int = 1) -> NNCodecResult:
+    """Encode `tensors` (float32) with NNCodec at `qp` and decode them again, in the NNCodec environment.
+
+    `repeats` > 1 times the encode and decode that many times in the one warm worker (benchmarks).
+    """
     if isinstance(qp, bool) or not isinstance(qp, (int, np.integer)):
         raise InputError(f"NNCodec qp must be a whole number, not {qp!r}")
     if not tensors:
@@ -101,7 +107,8 @@ def nncodec_roundtrip(tensors: dict[str, np.ndarray], qp: int, *, use_dq: bool =
 
     with tempfile.TemporaryDirectory(prefix="vcwc-nncodec-") as workdir:
         folder = Path(workdir)
-        (folder / "request.json").write_text(json.dumps({"names": names, "qp": int(qp), "use_dq": bool(use_dq)}))
+        (folder / "request.json").write_text(json.dumps({"names": names, "qp": int(qp), "use_dq": bool(use_dq),
+                                                           "repeats": int(repeats)}))
         np.savez(folder / "tensors.npz", **arrays)
         command = worker_command(command_python, workdir)
         launched = time.time()
@@ -121,7 +128,7 @@ def nncodec_roundtrip(tensors: dict[str, np.ndarray], qp: int, *, use_dq: bool =
         encode_seconds=result["encode_seconds"], decode_seconds=result["decode_seconds"],
         version=result["versions"]["nncodec"], startup_seconds=max(0.0, result["imported_at"] - launched),
         worker_seconds=worker_seconds, name_bytes=result["name_bytes"], bitstream=bitstream,
-        versions=result["versions"])
+        versions=result["versions"], encode_times=result["encode_times"], decode_times=result["decode_times"])
 
 
 def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess:

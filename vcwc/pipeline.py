@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Mapping
 
 import numpy as np
 import torch
 import zstandard
+from torch import nn
 from tqdm import tqdm
 
 from . import __version__, container, ffmpeg, layout, probe
+from .architectures import build_model, get_architecture
 from .codecs import Codec, EncoderSettings, stream_decoder
 from .container import Blob, Container
+from .correction import BiasCorrection
 from .errors import CodecError, InputError, IntegrityError
 from .files import LoadedModel, atomic_write, from_checkpoint, load_model
 from .metrics import max_abs_error, snr_db
@@ -86,15 +90,23 @@ class TensorPlan:
 
 
 def compress(model, codec: str | Codec = "x265", qp: int | None = None, *, per_channel: bool = False,
-             bits: int = 8, step: float | None = None, selection: Selection | None = None,
+             bits: int = 8, step: float | Mapping[str, float] | None = None, selection: Selection | None = None,
              arrangement: layout.Arrangement = "rows",
              preset: str | None = None, uncoded: UncodedStorage = "exact", ffmpeg_path: str | None = None,
-             workers: int | None = None, progress: bool = False, device: str | None = None) -> CompressedModel:
+             workers: int | None = None, progress: bool = False, device: str | None = None,
+             bias_correction: bool = False, arch: str | nn.Module | None = None,
+             input_shape: tuple[int, ...] | None = None) -> CompressedModel:
     """Compress a state dict, checkpoint dict, nn.Module or model file into a .vcwc file.
 
     qp=None is lossless on the int8 symbols (the only error is the int8 quantization itself).
     `codec` is a registered name, "auto" (the first working encoder of codecs.AUTO_ORDER), or a Codec
     instance such as hardware.CustomCodec. `device` picks a hardware encoder's device (--hw-device).
+    `step` fixes the quantization step for every tensor, or per tensor as a mapping from coded tensor
+    names (as --target-drop chooses them).
+    `bias_correction` moves BatchNorm running means and biases to cancel the mean output shift of the
+    coded weights (vcwc.correction; no data used). It needs the architecture: `arch` names a registered
+    one or is a module (default: `model`, if it is a module); `input_shape` (channels first) defaults
+    to the registered architecture's.
     """
     loaded = model if isinstance(model, LoadedModel) else (
         load_model(model) if isinstance(model, (str, os.PathLike)) else from_checkpoint(model))
@@ -105,17 +117,43 @@ def compress(model, codec: str | Codec = "x265", qp: int | None = None, *, per_c
     settings = EncoderSettings(qp=qp, preset=preset, device=device)
     video_codec = probe.resolve_codec(codec, settings, ffmpeg_path)
     video_codec.check(settings)
-    quant = QuantConfig("per_channel" if per_channel else "per_tensor", bits, step)
-    plans = {name: TensorPlan(name, video_codec, settings, quant, arrangement)
-             for name, tensor in loaded.state_dict.items() if selection.is_coded(name, tensor)}
+    coded = [name for name, tensor in loaded.state_dict.items() if selection.is_coded(name, tensor)]
+    steps = step if isinstance(step, Mapping) else dict.fromkeys(coded, step)
+    missing = [name for name in coded if name not in steps]
+    if missing:
+        raise InputError(f"per-tensor steps lack {', '.join(map(repr, missing[:5]))}")
+    granularity = "per_channel" if per_channel else "per_tensor"
+    plans = {name: TensorPlan(name, video_codec, settings, QuantConfig(granularity, bits, steps[name]), arrangement)
+             for name in coded}
+    correction = None
+    if bias_correction:
+        module = arch if arch is not None else model if isinstance(model, nn.Module) else None
+        correction = estimate_correction(loaded, list(plans), module, input_shape)
     return encode_plans(loaded, plans, uncoded=uncoded, ffmpeg_path=ffmpeg_path, workers=workers,
-                        progress=progress)
+                        progress=progress, correction=correction)
+
+
+def estimate_correction(loaded: LoadedModel, coded: list[str], arch: str | nn.Module | None,
+                        input_shape: tuple[int, ...] | None = None) -> BiasCorrection:
+    """The data-free bias correction of these coded tensors, on the architecture they belong to."""
+    if arch is None:
+        raise InputError("bias correction needs the model's architecture (--arch, or pass the nn.Module)")
+    if isinstance(arch, str):
+        spec = get_architecture(arch)
+        input_shape = input_shape or spec.input_shape
+        module = build_model(arch, loaded.state_dict)
+    else:
+        if input_shape is None:
+            raise InputError("bias correction on a module needs its input_shape, e.g. (3, 224, 224)")
+        module = build_model(copy.deepcopy(arch), loaded.state_dict)  # the caller's module stays as it was
+    return BiasCorrection.estimate(module, coded, tuple(input_shape))
 
 
 def encode_plans(loaded: LoadedModel, plans: dict[str, TensorPlan], *, uncoded: UncodedStorage = "exact",
                  ffmpeg_path: str | None = None, workers: int | None = None,
-                 progress: bool = False) -> CompressedModel:
-    """Encode the tensors named in `plans` with their own settings; store every other tensor as it is."""
+                 progress: bool = False, correction: BiasCorrection | None = None) -> CompressedModel:
+    """Encode the tensors named in `plans` with their own settings; store every other tensor as it is,
+    or as `correction` moves it to fit the coded tensors as they decode."""
     binary = ffmpeg.find_ffmpeg(ffmpeg_path)
     for codec in {plan.codec.name: plan.codec for plan in plans.values()}.values():
         probe.require(codec, binary)
@@ -144,6 +182,7 @@ def encode_plans(loaded: LoadedModel, plans: dict[str, TensorPlan], *, uncoded: 
         for name in plans:
             records[name]["quantizer"]["scales"]["blob"] = quantizer_blob
 
+    reconstructed_weights = {}
     for name, plan in plans.items():
         decoded = decoded_symbols[name]
         if plan.settings.lossless and not np.array_equal(decoded, quantized[name].symbols):
@@ -151,15 +190,17 @@ def encode_plans(loaded: LoadedModel, plans: dict[str, TensorPlan], *, uncoded: 
                              f"this encoder or ffmpeg build cannot be trusted for lossless coding")
         original = loaded.state_dict[name]
         reconstructed = dequantize(decoded, quantized[name].scales)
+        reconstructed_weights[name] = torch.from_numpy(reconstructed).reshape(original.shape)
         records[name]["symbols_crc32"] = container.crc32(np.ascontiguousarray(decoded).tobytes())
         records[name]["snr_db"] = _json_float(snr_db(original, reconstructed))
         records[name]["max_abs_error"] = _json_float(max_abs_error(original, reconstructed))
 
+    corrected = correction.corrected(loaded.state_dict, reconstructed_weights) if correction else {}
     uncoded_blob, offset = bytearray(), 0
     for name, tensor in loaded.state_dict.items():
         if name in plans:
             continue
-        stored = tensor.detach().cpu().contiguous()
+        stored = corrected.get(name, tensor).detach().cpu().contiguous()
         encoding = "exact"
         if uncoded == "float16" and stored.dtype == torch.float32:
             stored, encoding = stored.to(torch.float16), "float16"
@@ -186,6 +227,9 @@ def encode_plans(loaded: LoadedModel, plans: dict[str, TensorPlan], *, uncoded: 
                    "dropped": loaded.dropped},
         "tensors": tensors, "frames": frames_table,
     }
+    if correction:
+        metadata["bias_correction"] = {"method": "batchnorm_driven_noise", "corrected": sorted(corrected),
+                                       "uncorrectable": correction.uncorrectable}
     return CompressedModel(container.write(metadata, blobs))
 
 

@@ -41,6 +41,14 @@ class QuantConfig:
         return 2 ** (self.bits - 1) - 1
 
 
+STEPS_PER_OCTAVE = 4  # NNCodec's QP scale: qp -20 is a step of 2 ** (-20 / 4) in weight units
+
+
+def step_from_qp(qp: float) -> float:
+    """The fixed quantization step of a step QP, on NNCodec's scale so that the two ladders line up."""
+    return 2.0 ** (qp / STEPS_PER_OCTAVE)
+
+
 @dataclass(frozen=True)
 class Quantized:
     symbols: np.ndarray  # int8, the tensor's shape

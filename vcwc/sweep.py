@@ -29,6 +29,10 @@ from .files import atomic_write
 POINTS_FOLDER = "points"
 EVALS_FOLDER = "evaluations"
 NNCODEC = "nncodec"  # the optional NNCodec baseline, run in its own Python (vcwc/nncodec.py)
+GRANULARITIES = ("per_tensor", "per_channel", "step")
+CORRECTIONS = ("none", "bias")  # "bias": vcwc.correction's data-free bias correction
+# Step QPs of the fixed-step quantizer (step = 2 ** (qp / 4), NNCodec's scale), in steps of 1 as NNCodec's.
+STEP_QP_LADDER = tuple(range(-26, -13))
 
 
 @dataclass(frozen=True)
@@ -79,10 +83,16 @@ class Point:
 
     model: ModelSpec
     method: str  # a codec name, a baseline such as "int8_zstd_per_tensor", or "nncodec"
+    # int8 scales per_tensor or per_channel (then `qp` is the codec's), or "step": one fixed step for
+    # every tensor, 2 ** (qp / 4), and the codec lossless on the symbols
     granularity: str = "per_tensor"
     qp: int | None = None
     eval_limit: int | None = None  # evaluate on a class-balanced subset (screening), None: model.limit
-    options: tuple[tuple[str, str], ...] = ()  # room for later settings (presets, layouts, ...)
+    options: tuple[tuple[str, str], ...] = ()  # later settings, e.g. ("correction", "bias")
+
+    @property
+    def correction(self) -> str:
+        return dict(self.options).get("correction", "none")
 
     @property
     def is_baseline(self) -> bool:
@@ -99,6 +109,10 @@ class Point:
 
     def label(self) -> str:
         qp = "" if self.is_baseline else (" lossless" if self.qp is None else f" qp={self.qp}")
+        if self.granularity == "step":
+            qp = f" qp={self.qp} (codec lossless)"
+        if self.correction != "none":
+            qp += f" + {self.correction} correction"
         subset = f" (screen {self.eval_limit})" if self.eval_limit else ""
         return f"{self.model.name} {self.method} {self.granularity}{qp}{subset}"
 
@@ -120,11 +134,18 @@ def file_digest(path: str) -> str:
 
 def plan_points(models: list[ModelSpec], codecs: list[str], granularities: list[str],
                 qps: dict[str, list[int | None]] | None = None, baselines: tuple[str, ...] = BASELINES,
-                eval_limit: int | None = None, nncodec_qps: list[int] | None = None) -> list[Point]:
+                eval_limit: int | None = None, nncodec_qps: list[int] | None = None,
+                step_qps: list[int] | None = None, corrections: tuple[str, ...] = ("none",)) -> list[Point]:
     """Every point of the grid. `qps` maps a codec to its QPs (None = lossless); default: its ladder.
 
+    The "step" granularity takes `step_qps` (default STEP_QP_LADDER) instead, for every codec with a
+    lossless mode. Every codec point is planned once per entry of `corrections` (CORRECTIONS).
     NNCodec points (its own QP scale) are planned only when `nncodec_qps` is given.
     """
+    unknown = [name for name in corrections if name not in CORRECTIONS]
+    if unknown:
+        raise InputError(f"unknown correction {', '.join(map(repr, unknown))}; known: {', '.join(CORRECTIONS)}")
+    variants = [() if name == "none" else (("correction", name),) for name in corrections]
     points = []
     for model in models:
         points += [Point(model, name, "per_channel" if name.endswith("per_channel") else "per_tensor",
@@ -134,7 +155,11 @@ def plan_points(models: list[ModelSpec], codecs: list[str], granularities: list[
             spec = get_codec(codec)
             ladder = (qps or {}).get(codec) or [None, *spec.qp_ladder]
             for granularity in granularities:
-                points += [Point(model, codec, granularity, qp, eval_limit) for qp in ladder]
+                if granularity == "step" and not spec.supports_lossless:
+                    continue
+                values = step_qps or STEP_QP_LADDER if granularity == "step" else ladder
+                points += [Point(model, codec, granularity, qp, eval_limit, options)
+                           for options in variants for qp in values]
     return points
 
 
@@ -239,7 +264,7 @@ def _run_point(point: Point, key: str, settings: dict, out: str, threads: int, f
             if point.qp is None and not codec.supports_lossless:
                 raise _Skip(f"{point.method} has no lossless mode")
             low, high = codec.qp_range
-            if point.qp is not None and not low <= point.qp <= high:
+            if point.granularity != "step" and point.qp is not None and not low <= point.qp <= high:
                 raise _Skip(f"QP {point.qp} is outside {point.method}'s range {low}..{high}")
         subject = _subject(point.model, point.eval_limit, out_dir / EVALS_FOLDER)
         if point.is_baseline:
@@ -247,8 +272,9 @@ def _run_point(point: Point, key: str, settings: dict, out: str, threads: int, f
         elif point.is_nncodec:
             result = subject.run_nncodec(point.qp, python=nncodec_python)
         else:
-            result = subject.run_codec(point.method, point.qp, point.granularity == "per_channel",
-                                       ffmpeg_path=ffmpeg_path, workers=threads)
+            result = subject.run_codec(point.method, point.qp, point.granularity,
+                                       bias_correction=point.correction == "bias", ffmpeg_path=ffmpeg_path,
+                                       workers=threads)
         record.update(status="ok", original_top1=subject.original.top1, original_top5=subject.original.top5,
                       **result)
     except _Skip as reason:
@@ -289,21 +315,22 @@ def knee_points(screened: list[dict], points: list[Point], threshold: float = 99
                 below: int = 1, above: int = 3) -> list[Point]:
     """From screening records, the full-data points around each series' knee.
 
-    A series is one model, codec and granularity. Its knee is the first QP (in increasing order)
+    A series is one model, codec, granularity and correction. Its knee is the first QP (in increasing order)
     whose agreement with the original on the screening subset falls below `threshold`; we keep
     `below` QPs before it and `above` from it on, plus lossless.
     """
-    agreement = {(r["model"], r["method"], r["granularity"], r["qp"]): r.get("agreement")
+    agreement = {(r["model"], r["method"], r["granularity"], r["qp"], r.get("correction")): r.get("agreement")
                  for r in screened if r.get("status") == "ok"}
     series: dict[tuple, list[Point]] = {}
     for point in points:
         if not point.is_baseline:
-            series.setdefault((point.model, point.method, point.granularity), []).append(point)
+            series.setdefault((point.model, point.method, point.granularity, point.options), []).append(point)
     chosen = []
     for members in series.values():
         lossless = [p for p in members if p.qp is None]
         lossy = sorted((p for p in members if p.qp is not None), key=lambda p: p.qp)
-        scores = [agreement.get((p.model.name, p.method, p.granularity, p.qp)) for p in lossy]
+        scores = [agreement.get((p.model.name, p.method, p.granularity, p.qp,
+                                 None if p.correction == "none" else p.correction)) for p in lossy]
         knee = next((i for i, value in enumerate(scores) if value is not None and value < threshold), len(lossy))
         window = lossy[max(0, knee - below):knee + above]
         chosen += [Point(p.model, p.method, p.granularity, p.qp, None, p.options) for p in lossless + window]

@@ -66,13 +66,13 @@ def _csv_value(value):
 
 
 def best_within(records: list[dict], budget: float) -> dict[tuple[str, str], dict]:
-    """Per (method, granularity): the smallest fully evaluated file whose top-1 drop is within budget."""
+    """Per (method, granularity, correction): the smallest fully evaluated file whose top-1 drop is within budget."""
     best = {}
     for r in records:
         if r.get("status") != "ok" or r.get("eval_limit") or r.get("top1_change") is None:
             continue
         if -r["top1_change"] <= budget + 1e-9:
-            key = (r["method"], r["granularity"])
+            key = (r["method"], r["granularity"], r.get("correction"))
             if key not in best or r["coded_bytes"] < best[key]["coded_bytes"]:
                 best[key] = r
     return best
@@ -86,7 +86,9 @@ def summary_markdown(records: list[dict]) -> str:
              "bits/weight: compressed bytes of the coded (>= 2-D) weights including scales, per weight. "
              "Top-1 change in points against the original model, ± an upper bound on its paired standard error; "
              "agreement: % of images whose top-1 prediction is unchanged. "
-             "Marks: `a` smallest file of its method within 0.5 points of the original top-1, `b` within 1 point.", ""]
+             "Scales `step`: one quantization step of 2^(QP/4) for every tensor (QP on NNCodec's scale), the codec "
+             "lossless on the symbols; `+ bias corr.`: BatchNorm means and biases corrected for the coded weights' "
+             "mean output shift, without data (docs/rate-accuracy.md). Marks: `a` smallest file of its method within 0.5 points of the original top-1, `b` within 1 point.", ""]
     for model, rows in by_model.items():
         full = [r for r in rows if not r.get("eval_limit")]
         screen = [r for r in rows if r.get("eval_limit")]
@@ -152,7 +154,8 @@ def _row(r: dict, mark: str) -> str:
 
 
 def _scales(r: dict) -> str:
-    return "channel" if r["granularity"] == "per_channel" else "tensor"
+    scales = {"per_channel": "channel", "step": "step"}.get(r["granularity"], "tensor")
+    return scales + (f" + {r['correction']} corr." if r.get("correction") else "")
 
 
 def _qp(r: dict) -> str:
@@ -194,10 +197,10 @@ def plot(records: list[dict], out: Path) -> dict[str, Path]:
             rows = [r for r in full if r["model"] == model and math.isfinite(float(r[y_key]))]
             series = defaultdict(list)
             for r in rows:
-                series[(r["method"], r["granularity"])].append(r)
-            for (method, granularity), members in sorted(series.items()):
+                series[(r["method"], r["granularity"], r.get("correction") or "")].append(r)
+            for (method, _, _), members in sorted(series.items()):
                 members.sort(key=lambda r: r["bits_per_weight"])
-                label = f"{method} ({'channel' if granularity == 'per_channel' else 'tensor'})"
+                label = f"{method} ({_scales(members[0])})"
                 x = [r["bits_per_weight"] for r in members]
                 y = [float(r[y_key]) for r in members]
                 if method in _codec_names() or method == "nncodec":
