@@ -1,5 +1,8 @@
 """Regenerate results/cifar10/: the four CIFAR-10 ResNets from the shared data, every software codec,
-per-tensor and per-channel scales, lossless and a QP ladder, against the plain baselines.
+per-tensor and per-channel scales, lossless and a QP ladder, against the plain baselines; then the
+rate-accuracy comparison of issue 7: the fixed-step quantizer (x264 and aom lossless on the symbols) at
+step QPs in steps of 1, against NNCodec at its QPs in steps of 1 around its knee (if it is set up,
+scripts/setup_nncodec.sh), all on the 10,000-image test file.
 
 Two passes keep it under an hour on 2 cores: every QP is screened on a fixed class-balanced subset of
 the 10,000-image test file (agreement with the original predictions), then only the QPs around each
@@ -24,6 +27,11 @@ from vcwc.sweep_report import write_report
 MODELS = {"resnet20": "resnet20-12fca82f.th", "resnet32": "resnet32-d509ac18.th",
           "resnet44": "resnet44-014dd654.th", "resnet56": "resnet56-4bfd9763.th"}
 GRANULARITIES = ["per_tensor", "per_channel"]
+STEP_CODECS = ["x264", "aom"]
+# Fixed step 2 ** (qp / 4), from far inside both accuracy budgets to past them, without and with the
+# data-free bias correction (which moves the budgets' edges to coarser steps).
+STEP_QPS = {"none": list(range(-23, -15)), "bias": list(range(-21, -13))}
+NNCODEC_QPS = list(range(-29, -17))  # NNCodec's knees on these models lie at qp -28 to -19
 
 
 def main() -> int:
@@ -33,6 +41,7 @@ def main() -> int:
     parser.add_argument("--screen", type=int, default=500, help="screening subset size")
     parser.add_argument("--knee-agreement", type=float, default=99.0)
     parser.add_argument("-j", "--jobs", type=int, default=1)
+    parser.add_argument("--no-nncodec", action="store_true", help="leave out the NNCodec ladder")
     args = parser.parse_args()
     folder = (args.data or default_data_dir()) / "cifar10"
     jpeg, lossless = folder / "cifar10_test_jpeg.npz", folder / "cifar10_test_lossless.npz"
@@ -48,6 +57,12 @@ def main() -> int:
     chosen = [p for p in full_grid if p.is_baseline] + knee_points(screened, full_grid, args.knee_agreement)
     sweep.run(chosen)
     print(f"10,000-image scoring done in {time.time() - start:.0f} s", file=sys.stderr)
+    for correction, step_qps in STEP_QPS.items():
+        sweep.run(plan_points(on_jpeg, STEP_CODECS, ["step"], baselines=(), step_qps=step_qps,
+                              corrections=(correction,)))
+    if not args.no_nncodec:
+        sweep.run(plan_points(on_jpeg, [], [], baselines=(), nncodec_qps=NNCODEC_QPS))
+    print(f"fixed-step and NNCodec ladders done in {time.time() - start:.0f} s", file=sys.stderr)
     by_name = {spec.path: spec for spec in on_lossless}
     sweep.run([type(p)(by_name[p.model.path], p.method, p.granularity, p.qp, None, p.options) for p in chosen])
     paths = write_report(args.out)

@@ -1,0 +1,167 @@
+"""Speed against NNCodec (issue 7, target 4): weights encoded and decoded per second, in one run.
+
+Warm process, model already in memory, median of --repeats (default 5) timed calls, for:
+  - a torchvision-shaped ResNet-50 with random weights (25.5 M coded weights), and
+  - the CIFAR-10 ResNet-56 from the shared data (0.85 M), where process start-up dominates.
+vcwc runs the fixed-step quantizer with the codec lossless on the symbols (the recipe of the size
+targets) at one step QP; NNCodec runs at the same QP, which is the same step on its scale. The step QP
+is chosen per model so that the file lands near --target-bpw bits per weight, inside the size targets'
+range. Start-up is measured apart: a fresh `python -c "import vcwc.cli"` and NNCodec's worker import.
+
+Writes results/speed/speed.json and speed.md and prints the table. NNCodec needs scripts/setup_nncodec.sh;
+without it only vcwc's side is measured.
+
+    python scripts/bench_speed.py [--data DIR] [--repeats 5] [--codecs x264,aom] [--out results/speed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import vcwc
+from vcwc.architectures import build_model
+from vcwc.datasets import default_data_dir
+from vcwc.errors import NNCodecUnavailable
+from vcwc.experiment import ffmpeg_version
+from vcwc.files import atomic_write, from_checkpoint, load_model
+from vcwc.pipeline import Selection
+from vcwc.quantize import QuantConfig, quantize, step_from_qp
+
+OPERATING_POINTS = [("x264", None), ("x264", "ultrafast"), ("aom", None), ("aom", "8")]  # (codec, preset)
+
+
+def entropy_bits_per_weight(state_dict: dict, step_qp: int) -> float:
+    """Order-0 entropy of the fixed-step symbols, per tensor: a quick stand-in for the file size."""
+    bits, count = 0.0, 0
+    for name, tensor in state_dict.items():
+        if Selection().is_coded(name, tensor):
+            symbols = quantize(tensor, QuantConfig(step=step_from_qp(step_qp)), name).symbols
+            _, counts = np.unique(symbols, return_counts=True)
+            bits += float(-(counts * np.log2(counts / counts.sum())).sum())
+            count += symbols.size
+    return bits / count
+
+
+def pick_step_qp(state_dict: dict, target_bpw: float) -> int:
+    return min(range(-40, 0), key=lambda qp: abs(entropy_bits_per_weight(state_dict, qp) - target_bpw))
+
+
+def timed(function, repeats: int) -> tuple[float, object]:
+    """Median seconds of `repeats` calls, and the last call's result."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def measure_vcwc(loaded, step_qp: int, codec: str, preset: str | None, repeats: int) -> dict:
+    step = step_from_qp(step_qp)
+    encode_seconds, compressed = timed(lambda: vcwc.compress(loaded, codec=codec, step=step, preset=preset),
+                                       repeats)
+    decode_seconds, _ = timed(lambda: vcwc.decompress(compressed.data), repeats)
+    report = compressed.size_report()
+    return {"method": f"vcwc {codec}" + (f" preset {preset}" if preset else ""), "bits_per_weight":
+            report.bits_per_weight, "encode_seconds": encode_seconds, "decode_seconds": decode_seconds}
+
+
+def measure_nncodec(loaded, step_qp: int, repeats: int) -> dict:
+    from vcwc.nncodec import nncodec_roundtrip
+
+    tensors = {n: t.float().numpy() for n, t in loaded.state_dict.items() if Selection().is_coded(n, t)}
+    result = nncodec_roundtrip(tensors, step_qp, repeats=repeats)
+    weights = sum(t.size for t in tensors.values())
+    return {"method": f"NNCodec {result.version} (dependent quantization)",
+            "bits_per_weight": 8 * result.bitstream_bytes / weights,
+            "encode_seconds": statistics.median(result.encode_times),
+            "decode_seconds": statistics.median(result.decode_times), "startup_seconds": result.startup_seconds}
+
+
+def vcwc_startup_seconds(repeats: int) -> float:
+    """A fresh interpreter importing vcwc's CLI (torch included), as every `vcwc` command pays."""
+    command = [sys.executable, "-c", "import vcwc.cli"]
+    return timed(lambda: subprocess.run(command, check=True), repeats)[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="shared data folder (default $VCWC_DATA or ../shared/data)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--target-bpw", type=float, default=3.3,
+                        help="pick the step QP whose symbols' entropy is nearest this (default 3.3)")
+    parser.add_argument("--out", type=Path, default=Path("results/speed"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    resnet50 = from_checkpoint(build_model("resnet50").state_dict())
+    models = [("ResNet-50 (random weights)", resnet50)]
+    cifar = (args.data or default_data_dir()) / "cifar10" / "resnet56-4bfd9763.th"
+    if cifar.exists():
+        models.append(("ResNet-56 (CIFAR-10)", load_model(cifar)))
+    else:
+        print(f"{cifar} not found: ResNet-56 left out", file=sys.stderr)
+    rows = []
+    for model_name, loaded in models:
+        weights = sum(t.numel() for n, t in loaded.state_dict.items() if Selection().is_coded(n, t))
+        step_qp = pick_step_qp(loaded.state_dict, args.target_bpw)
+        measured = [measure_vcwc(loaded, step_qp, codec, preset, args.repeats) for codec, preset in OPERATING_POINTS]
+        try:
+            measured.append(measure_nncodec(loaded, step_qp, args.repeats))
+        except NNCodecUnavailable as exc:
+            print(f"NNCodec left out: {exc}", file=sys.stderr)
+        for row in measured:
+            row.update(model=model_name, coded_weights=weights, step_qp=step_qp,
+                       encode_weights_per_second=weights / row["encode_seconds"],
+                       decode_weights_per_second=weights / row["decode_seconds"])
+            print(f"{model_name}: {row['method']}: {row['bits_per_weight']:.3f} bpw, encode "
+                  f"{row['encode_weights_per_second'] / 1e6:.2f} M/s, decode {row['decode_weights_per_second'] / 1e6:.2f} M/s",
+                  file=sys.stderr, flush=True)
+        rows += measured
+    startup = vcwc_startup_seconds(args.repeats)
+    environment = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+                   "ffmpeg": ffmpeg_version(), "repeats": args.repeats}
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out / "speed.json", json.dumps({"environment": environment, "vcwc_startup_seconds": startup,
+                                                      "rows": rows}, indent=1).encode(), force=True)
+    text = markdown(rows, startup, environment)
+    atomic_write(args.out / "speed.md", text.encode(), force=True)
+    print(text)
+    return 0
+
+
+def markdown(rows: list[dict], startup: float, environment: dict) -> str:
+    lines = [f"Median of {environment['repeats']} timed calls in a warm process, model in memory; "
+             f"{environment['cpus']} CPUs, {environment['ffmpeg']}. Same step QP for both sides "
+             "(one fixed step for every tensor; vcwc's codec lossless on the symbols). "
+             "Ratios are against NNCodec on the same model.", "",
+             "| model | method | step QP | bits/weight | encode M weights/s | decode M weights/s | "
+             "encode vs NNCodec | decode vs NNCodec |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        reference = next((r for r in rows if r["model"] == row["model"] and r["method"].startswith("NNCodec")), None)
+        ratios = ("-", "-") if reference is None else (
+            f"{row['encode_weights_per_second'] / reference['encode_weights_per_second']:.1f}x",
+            f"{row['decode_weights_per_second'] / reference['decode_weights_per_second']:.1f}x")
+        lines.append(f"| {row['model']} | {row['method']} | {row['step_qp']} | {row['bits_per_weight']:.3f} | "
+                     f"{row['encode_weights_per_second'] / 1e6:.2f} | {row['decode_weights_per_second'] / 1e6:.2f} | "
+                     f"{ratios[0]} | {ratios[1]} |")
+    nncodec_startup = [r["startup_seconds"] for r in rows if "startup_seconds" in r]
+    lines += ["", f"Process start-up, paid once by every command-line run and not in the rates above: vcwc "
+              f"{startup:.2f} s (`python -c 'import vcwc.cli'`, median)"
+              + (f"; NNCodec {statistics.median(nncodec_startup):.2f} s (its worker's interpreter and imports)."
+                 if nncodec_startup else ".")]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
