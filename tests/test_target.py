@@ -25,7 +25,9 @@ def test_search_meets_the_budget_and_moves_groups_within_bounds(digits):
     assert best in searched.history
     shared = max(c.step_qps["fc1.weight"] for c in searched.history[:6]
                  if len(set(c.step_qps.values())) == 1 and c.meets(1.0))
-    assert all(shared <= qp <= shared + MAX_GROUP_MOVE for qp in best.step_qps.values())
+    assert all(abs(qp - shared) <= MAX_GROUP_MOVE for qp in best.step_qps.values())
+    uniform = next(c for c in searched.history if set(c.step_qps.values()) == {shared})
+    assert best.bits <= uniform.bits and best.mean_kl <= uniform.mean_kl  # a trade only if it pays
     coarser = [c for c in searched.history if len(set(c.step_qps.values())) == 1 and c.step_qps["fc1.weight"] > shared]
     assert coarser and not any(c.meets(1.0) for c in coarser)  # the shared QP is the coarsest that passed
 
