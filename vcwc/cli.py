@@ -228,7 +228,14 @@ def _compress(args) -> int:
             print(f"--target-drop {args.target_drop}: {search['evaluations']} evaluations on {search['images']:,} "
                   f"calibration images; chosen step QPs {search['step_qps_range']}, calibration agreement "
                   f"{search['agreement']:.2f}%, mean KL {search['mean_kl']:.4f}")
-        lossy = f"QP {args.qp}" if args.qp is not None else "lossless on the int8 symbols"
+        if args.qp is not None:
+            lossy = f"QP {args.qp}"
+        elif step is not None:
+            lossy = "fixed quantization step" + ("s per tensor" if searched else "") + ", lossless on the symbols"
+        else:
+            lossy = "lossless on the int8 symbols"
+        if args.bias_correction or searched:
+            lossy += ", bias-corrected"
         print(f"{output}: {report.file_bytes:,} bytes, {report.compression_ratio:.1f}x smaller than the original "
               f"({report.original_bytes:,} bytes); {report.coded_weights:,} weights coded with {video_codec.name}, "
               f"{lossy}, at {report.bits_per_weight:.3f} bits/weight; lowest weight SNR {_lowest_snr(report)}")

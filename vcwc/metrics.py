@@ -24,6 +24,20 @@ def snr_db(original, reconstructed) -> float:
     return 10.0 * float(np.log10(signal / error))
 
 
+def error_stats(original, reconstructed) -> tuple[float, float]:
+    """(snr_db, max_abs_error) from one pass: each tensor is converted once, which counts on large models."""
+    reference = _as_float64(original)
+    difference = _as_float64(reconstructed) - reference
+    error = float(np.dot(difference.ravel(), difference.ravel()))
+    signal = float(np.dot(reference.ravel(), reference.ravel()))
+    largest = float(np.abs(difference).max()) if difference.size else 0.0
+    if error == 0.0:
+        return float("inf"), largest
+    if signal == 0.0:
+        return float("-inf"), largest
+    return 10.0 * float(np.log10(signal / error)), largest
+
+
 def max_abs_error(original, reconstructed) -> float:
     difference = np.abs(_as_float64(reconstructed) - _as_float64(original))
     return float(difference.max()) if difference.size else 0.0

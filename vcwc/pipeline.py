@@ -24,7 +24,7 @@ from .container import Blob, Container
 from .correction import BiasCorrection
 from .errors import CodecError, InputError, IntegrityError
 from .files import LoadedModel, atomic_write, from_checkpoint, load_model
-from .metrics import max_abs_error, snr_db
+from .metrics import error_stats
 from .quantize import QuantConfig, dequantize, quantize
 
 UncodedStorage = Literal["exact", "float16"]
@@ -192,8 +192,8 @@ def encode_plans(loaded: LoadedModel, plans: dict[str, TensorPlan], *, uncoded: 
         reconstructed = dequantize(decoded, quantized[name].scales)
         reconstructed_weights[name] = torch.from_numpy(reconstructed).reshape(original.shape)
         records[name]["symbols_crc32"] = container.crc32(np.ascontiguousarray(decoded).tobytes())
-        records[name]["snr_db"] = _json_float(snr_db(original, reconstructed))
-        records[name]["max_abs_error"] = _json_float(max_abs_error(original, reconstructed))
+        snr, largest = error_stats(original, reconstructed)
+        records[name]["snr_db"], records[name]["max_abs_error"] = _json_float(snr), _json_float(largest)
 
     corrected = correction.corrected(loaded.state_dict, reconstructed_weights) if correction else {}
     uncoded_blob, offset = bytearray(), 0
