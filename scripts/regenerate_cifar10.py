@@ -31,7 +31,7 @@ STEP_CODECS = ["x264", "aom"]
 # Fixed step 2 ** (qp / 4), from far inside both accuracy budgets to past them, without and with the
 # data-free bias correction (which moves the budgets' edges to coarser steps).
 STEP_QPS = {"none": list(range(-23, -15)), "bias": list(range(-21, -13))}
-NNCODEC_QPS = list(range(-29, -17))  # NNCodec's knees on these models lie at qp -28 to -19
+NNCODEC_QPS = list(range(-28, -18))  # NNCodec's knees on these models lie at qp -28 to -21
 
 
 def main() -> int:

@@ -66,14 +66,21 @@ def main() -> int:
                    "top1_change": result.top1 - subject.original.top1, "agreement": result.agreement,
                    "mean_kl": result.mean_kl}
             rows.append(row)
+            write(rows, args.out)  # after every row: a long run keeps what it measured
             print(f"{name} target {budget}: {row['evaluations']} evaluations, {row['bits_per_weight']:.3f} bpw, "
                   f"test change {row['top1_change']:+.2f}, agreement {row['agreement']:.2f}", file=sys.stderr, flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "target_drop.json", json.dumps(rows, indent=1).encode(), force=True)
+    print(write(rows, args.out))
+    return 0
+
+
+def write(rows: list[dict], out: Path) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "target_drop.json", json.dumps(rows, indent=1).encode(), force=True)
     lines = [f"`vcwc compress --target-drop`: per-tensor step QPs chosen on {rows[0]['calibration_images']:,} "
              "class-balanced images of cifar10_train_lossless_subset.npz (criterion: at most that % of "
-             "calibration predictions change, mean KL capped), x264 lossless on the symbols, bias correction; "
-             "then scored on the 10,000-image test file, which the search never saw.", "",
+             "calibration predictions change; vcwc/target.py), x264 lossless on the symbols, bias correction; "
+             "then scored on the 10,000-image test file, which the search never saw. Evaluations: candidates "
+             "scored on the calibration images, besides one pass of the original model.", "",
              "| model | target drop | evaluations | step QPs | bits/weight | calibration agreement % | "
              "test top-1 change | test agreement % | test mean KL |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -81,9 +88,8 @@ def main() -> int:
         lines.append(f"| {r['model']} | {r['target_drop']} | {r['evaluations']} | {min(qps)}..{max(qps)} | "
                      f"{r['bits_per_weight']:.3f} | {r['calibration_agreement']:.2f} | {r['top1_change']:+.2f} | "
                      f"{r['agreement']:.2f} | {r['mean_kl']:.4f} |")
-    atomic_write(args.out / "target_drop.md", ("\n".join(lines) + "\n").encode(), force=True)
-    print("\n".join(lines))
-    return 0
+    atomic_write(out / "target_drop.md", ("\n".join(lines) + "\n").encode(), force=True)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
