@@ -30,7 +30,7 @@ GRANULARITIES = ["per_tensor", "per_channel"]
 STEP_CODECS = ["x264", "aom"]
 # Fixed step 2 ** (qp / 4), from far inside both accuracy budgets to past them, without and with the
 # data-free bias correction (which moves the budgets' edges to coarser steps).
-STEP_QPS = {"none": list(range(-23, -15)), "bias": list(range(-21, -13))}
+STEP_QPS = {"none": list(range(-23, -15)), "bias": list(range(-23, -13))}
 # NNCodec's QPs, in steps of 1 from inside both budgets to at least two QPs past its 1-point knee: that
 # knee is at QP -21 or coarser for ResNet-20/32 (where lucky coarse QPs land inside), and at -24 to -25
 # for ResNet-44/56, where the coarse end is cut to keep the run near an hour on 2 cores.

@@ -146,12 +146,16 @@ class TargetSearch:
         shared = dict(best.step_qps)
 
         def moved(base: dict[str, int], shape: tuple, delta: int) -> dict[str, int]:
-            qps = {**base, **{name: base[name] + delta for name in groups[shape]}}
-            low, high = shared[groups[shape][0]] - MAX_GROUP_MOVE, shared[groups[shape][0]] + MAX_GROUP_MOVE
-            return qps if low <= qps[groups[shape][0]] <= high and QP_RANGE[0] <= qps[groups[shape][0]] <= QP_RANGE[1] else base
+            """`base` with one group `delta` QPs away, unless that leaves the allowed range."""
+            first = groups[shape][0]
+            qp = base[first] + delta
+            if abs(qp - shared[first]) > MAX_GROUP_MOVE or not QP_RANGE[0] <= qp <= QP_RANGE[1]:
+                return base
+            return {**base, **dict.fromkeys(groups[shape], qp)}
 
         price = {}  # KL added per bit saved, one QP coarser alone
-        weights = {shape: sum(self.subject.loaded.state_dict[n].numel() for n in names) for shape, names in groups.items()}
+        state = self.subject.loaded.state_dict
+        weights = {shape: sum(state[name].numel() for name in names) for shape, names in groups.items()}
         for shape in sorted(groups, key=lambda g: -weights[g]):
             if self.evaluations >= self.max_evaluations or len(groups) < 2:
                 break
