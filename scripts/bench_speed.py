@@ -25,7 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import vcwc
@@ -34,6 +33,7 @@ from vcwc.datasets import default_data_dir
 from vcwc.errors import NNCodecUnavailable
 from vcwc.experiment import ffmpeg_version
 from vcwc.files import atomic_write, from_checkpoint, load_model
+from vcwc.metrics import entropy_bits
 from vcwc.pipeline import Selection
 from vcwc.quantize import QuantConfig, quantize, step_from_qp
 
@@ -52,9 +52,7 @@ def entropy_bits_per_weight(state_dict: dict, step_qp: int) -> float:
     for name, tensor in state_dict.items():
         if Selection().is_coded(name, tensor):
             symbols = quantize(tensor, QuantConfig(step=step_from_qp(step_qp)), name).symbols
-            counts = np.bincount(symbols.astype(np.int16).ravel() + 128)
-            counts = counts[counts > 0]
-            bits += float(-(counts * np.log2(counts / counts.sum())).sum())
+            bits += entropy_bits(symbols)
             count += symbols.size
     return bits / count
 

@@ -4,7 +4,7 @@ import torch
 
 from vcwc import InputError, QuantConfig, dequantize, quantize
 from vcwc import layout
-from vcwc.metrics import snr_db
+from vcwc.metrics import entropy_bits, snr_db
 
 
 def test_per_tensor_scale_is_max_abs_over_127():
@@ -124,3 +124,10 @@ def test_fixed_step_quantizes_every_tensor_on_the_same_grid_without_clipping():
     assert wide.scales[0] == pytest.approx(5.0 / 127) and wide.symbols.tolist() == [[127, -25]]
     with pytest.raises(InputError):
         QuantConfig(step=0.0)
+
+
+def test_entropy_bits_counts_whole_array():
+    # Four equally frequent symbols, including both int8 ends: 2 bits each.
+    symbols = np.array([-128, -1, 0, 127] * 16, dtype=np.int8)
+    assert entropy_bits(symbols) == pytest.approx(2 * 64)
+    assert entropy_bits(np.zeros(10, dtype=np.int8)) == 0.0

@@ -41,3 +41,10 @@ def error_stats(original, reconstructed) -> tuple[float, float]:
 def max_abs_error(original, reconstructed) -> float:
     difference = np.abs(_as_float64(reconstructed) - _as_float64(original))
     return float(difference.max()) if difference.size else 0.0
+
+
+def entropy_bits(symbols: np.ndarray) -> float:
+    """Order-0 entropy of integer symbols in -128..127, in bits for the whole array: the ideal coded size."""
+    counts = np.bincount(np.asarray(symbols).astype(np.int64).ravel() + 128)
+    counts = counts[counts > 0]
+    return float(-(counts * np.log2(counts / counts.sum())).sum())

@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -33,6 +32,7 @@ from .correction import BiasCorrection
 from .datasets import Dataset
 from .errors import InputError
 from .experiment import ModelUnderTest
+from .metrics import entropy_bits
 from .files import LoadedModel
 from .pipeline import Selection, estimate_correction
 from .quantize import QuantConfig, dequantize, quantize, step_from_qp
@@ -106,9 +106,7 @@ class TargetSearch:
         key = (name, qp)
         if key not in self._entropy_cache:
             symbols, scales = self._quantized(name, qp)
-            counts = np.bincount(symbols.astype(np.int16).ravel() + 128)
-            counts = counts[counts > 0]
-            self._entropy_cache[key] = float(-(counts * np.log2(counts / counts.sum())).sum()) + 32 * len(scales)
+            self._entropy_cache[key] = entropy_bits(symbols) + 32 * len(scales)
         return self._entropy_cache[key]
 
     def run(self) -> Candidate:
