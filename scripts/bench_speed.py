@@ -5,7 +5,8 @@ Warm process, model already in memory, median of --repeats (default 5) timed cal
   - the CIFAR-10 ResNet-56 from the shared data (0.85 M), where process start-up dominates.
 vcwc runs the fixed-step quantizer with the codec lossless on the symbols (the recipe of the size
 targets) at one step QP, chosen per model so that the file lands near --target-bpw bits per weight,
-inside the size targets' range; NNCodec runs 4 QPs lower, where its files are about as large. Start-up is measured apart: a fresh `python -c "import vcwc.cli"` and NNCodec's worker import.
+inside the size targets' range; NNCodec runs 4 QPs lower, where its files are about as large. Start-up
+is measured apart: a fresh `python -c "import vcwc.cli"` and NNCodec's worker import.
 
 Writes results/speed/speed.json and speed.md and prints the table. NNCodec needs scripts/setup_nncodec.sh;
 without it only vcwc's side is measured.
@@ -37,12 +38,12 @@ from vcwc.metrics import entropy_bits
 from vcwc.pipeline import Selection
 from vcwc.quantize import QuantConfig, quantize, step_from_qp
 
-# (codec, preset, bias correction). The size targets' files are x264 at its default preset with bias
-# correction. Speed operating points: superfast (same symbols, lossless, size within about 1%) and
-# ultrafast (CAVLC instead of CABAC: faster decoding for about 13% more bits); SVT-AV1 shows an AV1
-# path decoded by dav1d.
-OPERATING_POINTS = [("x264", None, True), ("x264", "superfast", True), ("x264", "ultrafast", True),
-                    ("svtav1", "12", True)]
+# (codec, preset, rounding). All with the data-free bias correction. The size targets' smallest files are
+# x264 at its default preset with gptq rounding; nearest rounding is the faster encoder of the same format.
+# Speed operating points: superfast (same symbols, lossless, size within about 1%) and ultrafast (CAVLC
+# instead of CABAC: faster decoding for about 13% more bits); SVT-AV1 shows an AV1 path decoded by dav1d.
+OPERATING_POINTS = [("x264", None, "gptq"), ("x264", None, "nearest"), ("x264", "superfast", "nearest"),
+                    ("x264", "ultrafast", "nearest"), ("svtav1", "12", "nearest")]
 ARCHS = {"ResNet-50 (random weights)": "resnet50", "ResNet-56 (CIFAR-10)": "cifar_resnet56"}
 
 
@@ -71,14 +72,15 @@ def timed(function, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def measure_vcwc(loaded, arch: str, step_qp: int, codec: str, preset: str | None, corrected: bool,
+def measure_vcwc(loaded, arch: str, step_qp: int, codec: str, preset: str | None, rounding: str,
                  repeats: int) -> dict:
     step = step_from_qp(step_qp)
     encode_seconds, compressed = timed(lambda: vcwc.compress(loaded, codec=codec, step=step, preset=preset,
-                                                             bias_correction=corrected, arch=arch), repeats)
+                                                             bias_correction=True, rounding=rounding, arch=arch),
+                                    repeats)
     decode_seconds, _ = timed(lambda: vcwc.decompress(compressed.data), repeats)
     report = compressed.size_report()
-    method = f"vcwc {codec}" + (f" preset {preset}" if preset else "") + (" + bias correction" if corrected else "")
+    method = f"vcwc {codec}" + (f" preset {preset}" if preset else "") + f", {rounding} rounding + bias correction"
     return {"method": method, "bits_per_weight": report.bits_per_weight, "encode_seconds": encode_seconds,
             "decode_seconds": decode_seconds}
 
@@ -127,8 +129,8 @@ def main() -> int:
     for model_name, loaded in models:
         weights = sum(t.numel() for n, t in loaded.state_dict.items() if Selection().is_coded(n, t))
         step_qp = pick_step_qp(loaded.state_dict, args.target_bpw)
-        measured = [measure_vcwc(loaded, ARCHS[model_name], step_qp, codec, preset, corrected, args.repeats)
-                    for codec, preset, corrected in OPERATING_POINTS]
+        measured = [measure_vcwc(loaded, ARCHS[model_name], step_qp, codec, preset, rounding, args.repeats)
+                    for codec, preset, rounding in OPERATING_POINTS]
         try:
             measured.append(measure_nncodec(loaded, step_qp, args.repeats))
         except NNCodecUnavailable as exc:

@@ -95,9 +95,10 @@ def main() -> int:
     atomic_write(args.out / "rounding.json", json.dumps(rows, indent=1).encode(), force=True)
     lines = [f"Rounding schemes on the fixed-step recipe with bias correction; {args.limit} calibration images "
              "(training subset); bits are the symbols' order-0 entropy per tensor.", "",
-             "| model | step QP | scheme | parameter | bits/weight | agreement % | mean KL |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['step_qp']} | {r['scheme']} | {r['parameter']} | {r['entropy_bits_per_weight']:.3f} "
-              f"| {r['agreement']:.2f} | {r['mean_kl']:.4f} |" for r in rows]
+             "| model | step QP | scheme | parameter | bits/weight | agreement % | mean KL |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['step_qp']} | {r['scheme']} | {r['parameter']} | "
+              f"{r['entropy_bits_per_weight']:.3f} | {r['agreement']:.2f} | {r['mean_kl']:.4f} |" for r in rows]
     text = "\n".join(lines) + "\n"
     atomic_write(args.out / "rounding.md", text.encode(), force=True)
     print(text)

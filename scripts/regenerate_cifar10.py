@@ -1,7 +1,8 @@
 """Regenerate results/cifar10/: the four CIFAR-10 ResNets from the shared data, every software codec,
 per-tensor and per-channel scales, lossless and a QP ladder, against the plain baselines; then the
-rate-accuracy comparison of issue 7: the fixed-step quantizer (x264 and aom lossless on the symbols) at
-step QPs in steps of 1, against NNCodec at its QPs in steps of 1 around its knee (if it is set up,
+rate-accuracy comparison of issue 7: the fixed-step quantizer (x264 and aom lossless on the symbols;
+without and with the data-free bias correction and gptq rounding) at step QPs in steps of 1, against
+NNCodec at its QPs in steps of 1 around its knee (if it is set up,
 scripts/setup_nncodec.sh), all on the 10,000-image test file.
 
 Two passes keep it under an hour on 2 cores: every QP is screened on a fixed class-balanced subset of
@@ -27,10 +28,11 @@ from vcwc.sweep_report import write_report
 MODELS = {"resnet20": "resnet20-12fca82f.th", "resnet32": "resnet32-d509ac18.th",
           "resnet44": "resnet44-014dd654.th", "resnet56": "resnet56-4bfd9763.th"}
 GRANULARITIES = ["per_tensor", "per_channel"]
-STEP_CODECS = ["x264", "aom"]
-# Fixed step 2 ** (qp / 4), from far inside both accuracy budgets to past them, without and with the
-# data-free bias correction (which moves the budgets' edges to coarser steps).
-STEP_QPS = {"none": list(range(-23, -15)), "bias": list(range(-23, -13))}
+# Fixed step 2 ** (qp / 4), from far inside both accuracy budgets to past them: (codecs, correction, QPs).
+# The data-free corrections move the budgets' edges to coarser steps, gptq rounding by about two more
+# QPs; it runs with x264 only, the recipe's codec.
+STEP_LADDERS = [(["x264", "aom"], "none", list(range(-23, -15))), (["x264", "aom"], "bias", list(range(-23, -13))),
+                (["x264"], "gptq+bias", list(range(-21, -11)))]
 # NNCodec's QPs, in steps of 1 from inside both budgets to at least two QPs past its 1-point knee: that
 # knee is at QP -21 or coarser for ResNet-20/32 (where lucky coarse QPs land inside), and at -24 to -25
 # for ResNet-44/56, where the coarse end is cut to keep the run near an hour on 2 cores.
@@ -61,9 +63,8 @@ def main() -> int:
     chosen = [p for p in full_grid if p.is_baseline] + knee_points(screened, full_grid, args.knee_agreement)
     sweep.run(chosen)
     print(f"10,000-image scoring done in {time.time() - start:.0f} s", file=sys.stderr)
-    for correction, step_qps in STEP_QPS.items():
-        sweep.run(plan_points(on_jpeg, STEP_CODECS, ["step"], baselines=(), step_qps=step_qps,
-                              corrections=(correction,)))
+    for codecs, correction, step_qps in STEP_LADDERS:
+        sweep.run(plan_points(on_jpeg, codecs, ["step"], baselines=(), step_qps=step_qps, corrections=(correction,)))
     if not args.no_nncodec:
         for spec in on_jpeg:
             sweep.run(plan_points([spec], [], [], baselines=(), nncodec_qps=NNCODEC_QPS[spec.name]))

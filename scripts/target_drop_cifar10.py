@@ -2,11 +2,13 @@
 calibration subset, then the file scored on the 10,000-image test file it never saw.
 
 For each model and budget (0.5 and 1 point): the search's evaluations, the calibration agreement and KL
-it stopped at, the real file's bits per weight (x264, lossless on the step symbols, bias correction), and
+it stopped at, the real file's bits per weight (x264, lossless on the step symbols, --rounding, bias
+correction), and
 its top-1 change, agreement and KL on the test file. Writes results/cifar10/target_drop.json and
 target_drop.md.
 
-    python scripts/target_drop_cifar10.py [--data DIR] [--calibration-limit 2000] [--out results/cifar10]
+    python scripts/target_drop_cifar10.py [--data DIR] [--calibration-limit 2000] [--rounding gptq]
+        [--out results/cifar10]
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--calibration-limit", type=int, default=2000)
     parser.add_argument("--max-evaluations", type=int, default=40)
+    parser.add_argument("--rounding", choices=["nearest", "gptq"], default="gptq")
     parser.add_argument("--out", type=Path, default=Path("results/cifar10"))
     args = parser.parse_args()
     folder = (args.data or default_data_dir()) / "cifar10"
@@ -49,18 +52,20 @@ def main() -> int:
         for budget in BUDGETS:
             start = time.perf_counter()
             searched = search(loaded, arch, calibration, budget, max_evaluations=args.max_evaluations,
-                              progress=True)
+                              rounding=args.rounding, progress=True)
             search_seconds = time.perf_counter() - start
             best = searched.best
-            compressed = vcwc.compress(loaded, codec=CODEC, step={n: step_from_qp(q) for n, q in best.step_qps.items()},
-                                       bias_correction=True, arch=arch)
+            steps = {n: step_from_qp(q) for n, q in best.step_qps.items()}
+            compressed = vcwc.compress(loaded, codec=CODEC, step=steps, bias_correction=True, rounding=args.rounding,
+                                       arch=arch)
             result = subject.score(vcwc.decompress(compressed.data))
             report = compressed.size_report()
             row = {"model": name, "target_drop": budget, "evaluations": searched.evaluations,
                    "calibration_images": searched.subject.original.n_images, "search_seconds": search_seconds,
                    "calibration_agreement": best.agreement, "calibration_mean_kl": best.mean_kl,
                    "calibration_top1_change": best.calibration_top1 - searched.subject.original.top1,
-                   "step_qps": best.step_qps, "codec": CODEC, "bits_per_weight": report.bits_per_weight,
+                   "step_qps": best.step_qps, "codec": CODEC, "rounding": args.rounding,
+                   "bits_per_weight": report.bits_per_weight,
                    "file_bytes": report.file_bytes, "test_images": result.n_images,
                    "original_top1": subject.original.top1, "top1": result.top1,
                    "top1_change": result.top1 - subject.original.top1, "agreement": result.agreement,
@@ -78,7 +83,8 @@ def write(rows: list[dict], out: Path) -> str:
     atomic_write(out / "target_drop.json", json.dumps(rows, indent=1).encode(), force=True)
     lines = [f"`vcwc compress --target-drop`: per-tensor step QPs chosen on {rows[0]['calibration_images']:,} "
              "class-balanced images of cifar10_train_lossless_subset.npz (criterion: at most that % of "
-             "calibration predictions change; vcwc/target.py), x264 lossless on the symbols, bias correction; "
+             f"calibration predictions change; vcwc/target.py), x264 lossless on the symbols, "
+             f"{rows[0]['rounding']} rounding, bias correction; "
              "then scored on the 10,000-image test file, which the search never saw. Evaluations: candidates "
              "scored on the calibration images, besides one pass of the original model.", "",
              "| model | target drop | evaluations | step QPs | bits/weight | calibration agreement % | "

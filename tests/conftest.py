@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from vcwc.datasets import default_data_dir
+from vcwc.datasets import default_data_dir, load_dataset
+from vcwc.experiment import ModelUnderTest
+from vcwc.files import load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,6 +31,13 @@ def cifar10_dir(data_dir: Path) -> Path:
 def models_dir() -> Path:
     """The repository's models/ folder with the bundled digits model and its test set."""
     return REPO_ROOT / "models"
+
+
+@pytest.fixture(scope="session")
+def digits_subject(models_dir):
+    """The bundled digits model scored on its held-out images: a real model with BatchNorm, in seconds."""
+    loaded = load_model(models_dir / "digits_resnet.safetensors")
+    return ModelUnderTest("digits", loaded, "digits_resnet", load_dataset(models_dir / "digits_test.npz"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -7,10 +7,7 @@ from torch import nn
 
 import vcwc
 from vcwc.correction import BiasCorrection, output_shift
-from vcwc.datasets import load_dataset
 from vcwc.errors import InputError
-from vcwc.experiment import ModelUnderTest
-from vcwc.files import load_model
 from vcwc.quantize import step_from_qp
 
 
@@ -69,27 +66,22 @@ def test_a_weight_outside_any_layer_is_named():
         BiasCorrection.estimate(ConvBnLinear(), ["bn.weight"], (3, 8, 8))
 
 
-@pytest.fixture(scope="module")
-def digits(models_dir):
-    loaded = load_model(models_dir / "digits_resnet.safetensors")
-    return ModelUnderTest("digits", loaded, "digits_resnet", load_dataset(models_dir / "digits_test.npz"))
-
-
-def test_bias_correction_brings_a_coarse_step_closer_to_the_original(digits):
+def test_bias_correction_brings_a_coarse_step_closer_to_the_original(digits_subject):
     step = step_from_qp(-16)
-    plain = vcwc.compress(digits.loaded, codec="x264", step=step)
-    corrected = vcwc.compress(digits.loaded, codec="x264", step=step, bias_correction=True, arch="digits_resnet")
+    plain = vcwc.compress(digits_subject.loaded, codec="x264", step=step)
+    corrected = vcwc.compress(digits_subject.loaded, codec="x264", step=step, bias_correction=True,
+                              arch="digits_resnet")
     assert corrected.size_report().coded_bytes == plain.size_report().coded_bytes  # same coded symbols
     info = corrected.metadata["bias_correction"]
     assert "fc1.bias" in info["corrected"] and "layer1.0.bn2.running_mean" in info["corrected"]
     decoded = vcwc.decompress(corrected.data)
     plain_decoded = vcwc.decompress(plain.data)
     assert torch.equal(decoded["fc1.weight"], plain_decoded["fc1.weight"])
-    assert not torch.equal(decoded["fc1.bias"], digits.loaded.state_dict["fc1.bias"])
-    kl_plain, kl_corrected = digits.score(plain_decoded).mean_kl, digits.score(decoded).mean_kl
+    assert not torch.equal(decoded["fc1.bias"], digits_subject.loaded.state_dict["fc1.bias"])
+    kl_plain, kl_corrected = digits_subject.score(plain_decoded).mean_kl, digits_subject.score(decoded).mean_kl
     assert kl_corrected < 0.6 * kl_plain  # measured: 0.020 against 0.049
 
 
-def test_bias_correction_needs_the_architecture(digits):
+def test_bias_correction_needs_the_architecture(digits_subject):
     with pytest.raises(InputError, match="architecture"):
-        vcwc.compress(digits.loaded, codec="x264", step=0.01, bias_correction=True)
+        vcwc.compress(digits_subject.loaded, codec="x264", step=0.01, bias_correction=True)

@@ -90,19 +90,22 @@ def test_sweep_then_report_command(tmp_path, spec, capsys):
     assert cli.main(["report", str(out)]) == 0
 
 
-def test_step_points_with_and_without_bias_correction(tmp_path, spec):
+def test_step_points_with_and_without_corrections(tmp_path, spec):
     points = plan_points([spec], ["x264", "svtav1"], ["step"], step_qps=[-16], baselines=(),
-                         corrections=("none", "bias"))
+                         corrections=("none", "bias", "gptq+bias"))
     assert [(p.method, p.qp, p.correction) for p in points] == [
-        ("x264", -16, "none"), ("x264", -16, "bias"), ("svtav1", -16, "none"), ("svtav1", -16, "bias")]
+        ("x264", -16, "none"), ("x264", -16, "bias"), ("x264", -16, "gptq+bias"),
+        ("svtav1", -16, "none"), ("svtav1", -16, "bias"), ("svtav1", -16, "gptq+bias")]
     records = Sweep(tmp_path, progress=False).run(points)
     assert all(r["status"] == "ok" and r["granularity"] == "step" and r["lossless"] for r in records)
-    plain, corrected = records[0], records[1]
+    plain, corrected, gptq = records[:3]
     assert plain["step"] == corrected["step"] == 2 ** -4 and corrected["correction"] == "bias"
     assert plain["coded_bytes"] == corrected["coded_bytes"]  # the correction touches only uncoded tensors
     assert corrected["mean_kl"] < plain["mean_kl"]
-    assert records[2]["top1"] == plain["top1"]  # both codecs are lossless on the same symbols
+    assert gptq["correction"] == "gptq+bias" and gptq["mean_kl"] < corrected["mean_kl"]
+    assert records[3]["top1"] == plain["top1"] and records[5]["top1"] == gptq["top1"]  # lossless on the same symbols
     write_report(tmp_path)
-    assert "| x264 | step + bias corr. | -16 |" in (tmp_path / "summary.md").read_text()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| x264 | step + bias corr. | -16 |" in summary and "| x264 | step + gptq + bias corr. | -16 |" in summary
     with pytest.raises(InputError, match="unknown correction"):
         plan_points([spec], ["x264"], ["step"], corrections=("magic",))

@@ -49,13 +49,7 @@ class BiasCorrection:
 
         `input_shape` is one input, channels first (e.g. (3, 224, 224)); sides above MAX_NOISE_SIDE are capped.
         """
-        input_shape = (input_shape[0], *(min(side, MAX_NOISE_SIDE) for side in input_shape[1:]))
-        layers = {f"{name}.weight": layer for name, layer in module.named_modules()
-                  if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))}
-        unknown = [name for name in coded if name not in layers]
-        if unknown:
-            raise InputError(f"bias correction: {', '.join(map(repr, unknown[:5]))} is not the weight of a "
-                             f"convolution or linear layer of {type(module).__name__}")
+        layers = coded_layers(module, coded, "bias correction")
         layer_names = {id(layers[name]): name for name in coded}
         sums: dict[str, torch.Tensor] = {}
         # Outputs are kept referenced during the pass, so that an id is never reused by another tensor.
@@ -86,18 +80,7 @@ class BiasCorrection:
             handles.append(layers[name].register_forward_hook(record_output))
         for name, layer in batchnorms.items():
             handles.append(layer.register_forward_pre_hook(note_batchnorm(name)))
-            handles.append(layer.register_forward_hook(_normalize_by_batch))
-        was_training = module.training
-        module.eval()
-        generator = torch.Generator().manual_seed(SEED)
-        try:
-            with torch.no_grad():
-                for _ in range(batches):
-                    module(torch.randn(batch_size, *input_shape, generator=generator))
-        finally:
-            for handle in handles:
-                handle.remove()
-            module.train(was_training)
+        drive_with_noise(module, input_shape, handles, batch_size=batch_size, batches=batches)
 
         state = module.state_dict()
         targets, uncorrectable = {}, []
@@ -139,6 +122,41 @@ def output_shift(error: torch.Tensor, input_means: torch.Tensor, groups: int = 1
     grouped = input_means.reshape(groups, inputs_per_group)
     owner = torch.arange(outputs) // (outputs // groups)
     return (per_input * grouped[owner]).sum(dim=1)
+
+
+def coded_layers(module: nn.Module, coded: list[str], purpose: str) -> dict[str, nn.Module]:
+    """The convolution or linear layer owning each coded weight name."""
+    layers = {f"{name}.weight": layer for name, layer in module.named_modules()
+              if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))}
+    unknown = [name for name in coded if name not in layers]
+    if unknown:
+        raise InputError(f"{purpose}: {', '.join(map(repr, unknown[:5]))} is not the weight of a "
+                         f"convolution or linear layer of {type(module).__name__}")
+    return {name: layers[name] for name in coded}
+
+
+def drive_with_noise(module: nn.Module, input_shape: tuple[int, ...], handles: list, *,
+                     batch_size: int = 32, batches: int = 2) -> None:
+    """Run the fixed Gaussian noise through `module` with every BatchNorm normalizing by its batch.
+
+    The caller's hooks (`handles`) record what they need on the way; they are removed afterwards, with
+    the BatchNorm hooks, and the module is left in the mode it was in. Sides of `input_shape` (one
+    input, channels first) above MAX_NOISE_SIDE are capped.
+    """
+    input_shape = (input_shape[0], *(min(side, MAX_NOISE_SIDE) for side in input_shape[1:]))
+    handles = handles + [layer.register_forward_hook(_normalize_by_batch) for layer in module.modules()
+                         if isinstance(layer, nn.modules.batchnorm._BatchNorm)]
+    was_training = module.training
+    module.eval()
+    generator = torch.Generator().manual_seed(SEED)
+    try:
+        with torch.no_grad():
+            for _ in range(batches):
+                module(torch.randn(batch_size, *input_shape, generator=generator))
+    finally:
+        for handle in handles:
+            handle.remove()
+        module.train(was_training)
 
 
 def _normalize_by_batch(layer, inputs, output):

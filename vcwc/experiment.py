@@ -37,6 +37,12 @@ def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def correction_name(bias_correction: bool, rounding: str) -> str | None:
+    """A record's "correction": the data-free steps taken against quantization error, e.g. "gptq+bias"."""
+    steps = ([rounding] if rounding != "nearest" else []) + (["bias"] if bias_correction else [])
+    return "+".join(steps) or None
+
+
 @dataclass
 class ModelUnderTest:
     """A loaded model, its architecture and evaluation data, with the original's scores computed once."""
@@ -106,19 +112,22 @@ class ModelUnderTest:
                 "cached_evaluation": False}
 
     def run_codec(self, codec: str, qp: int | None, granularity: str = "per_tensor", *, preset: str | None = None,
-                  bias_correction: bool = False, ffmpeg_path: str | None = None, workers: int | None = None) -> dict:
+                  bias_correction: bool = False, rounding: str = "nearest", ffmpeg_path: str | None = None,
+                  workers: int | None = None) -> dict:
         """Compress, decompress and score one setting; a JSON-able record.
 
         granularity "step" is the fixed-step quantizer: `qp` is then the step's QP on NNCodec's scale
         (step = 2 ** (qp / 4) in weight units, `step_from_qp`) and the codec runs lossless on the symbols.
-        `bias_correction` is vcwc.correction's data-free correction of BatchNorm means and biases.
+        `bias_correction` is vcwc.correction's data-free correction of BatchNorm means and biases;
+        `rounding="gptq"` vcwc.gptq's data-free error-compensating rounding.
         """
         step = step_from_qp(qp) if granularity == "step" else None
         start = time.perf_counter()
         compressed = compress(self.loaded, codec=codec, qp=None if step else qp,
                               per_channel=granularity == "per_channel", step=step, selection=self.selection,
                               preset=preset, ffmpeg_path=ffmpeg_path, workers=workers,
-                              bias_correction=bias_correction, arch=self.arch if bias_correction else None)
+                              bias_correction=bias_correction, rounding=rounding,
+                              arch=self.arch if bias_correction or rounding != "nearest" else None)
         encode_seconds = time.perf_counter() - start
         start = time.perf_counter()
         reconstructed = decompress(compressed.data, ffmpeg_path=ffmpeg_path, workers=workers)
@@ -127,7 +136,7 @@ class ModelUnderTest:
         result, cached = self.scored(reconstructed)
         record = {
             "method": codec, "codec": codec, "qp": qp, "lossless": step is not None or qp is None,
-            "granularity": granularity, "step": step, "correction": "bias" if bias_correction else None,
+            "granularity": granularity, "step": step, "correction": correction_name(bias_correction, rounding),
             "file_bytes": report.file_bytes, "coded_bytes": report.coded_bytes,
             "metadata_bytes": report.header_bytes, "uncoded_bytes": report.uncoded_bytes,
             "coded_weights": report.coded_weights, "bits_per_weight": report.bits_per_weight,

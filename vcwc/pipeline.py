@@ -24,8 +24,9 @@ from .container import Blob, Container
 from .correction import BiasCorrection
 from .errors import CodecError, InputError, IntegrityError
 from .files import LoadedModel, atomic_write, from_checkpoint, load_model
+from .gptq import input_moments
 from .metrics import error_stats
-from .quantize import QuantConfig, dequantize, quantize
+from .quantize import QuantConfig, Rounding, dequantize, quantize
 
 UncodedStorage = Literal["exact", "float16"]
 UNCODED_ZSTD_LEVEL = 19
@@ -94,7 +95,7 @@ def compress(model, codec: str | Codec = "x265", qp: int | None = None, *, per_c
              arrangement: layout.Arrangement = "rows",
              preset: str | None = None, uncoded: UncodedStorage = "exact", ffmpeg_path: str | None = None,
              workers: int | None = None, progress: bool = False, device: str | None = None,
-             bias_correction: bool = False, arch: str | nn.Module | None = None,
+             bias_correction: bool = False, rounding: Rounding = "nearest", arch: str | nn.Module | None = None,
              input_shape: tuple[int, ...] | None = None) -> CompressedModel:
     """Compress a state dict, checkpoint dict, nn.Module or model file into a .vcwc file.
 
@@ -106,7 +107,8 @@ def compress(model, codec: str | Codec = "x265", qp: int | None = None, *, per_c
     `bias_correction` moves BatchNorm running means and biases to cancel the mean output shift of the
     coded weights (vcwc.correction; no data used). It needs the architecture: `arch` names a registered
     one or is a module (default: `model`, if it is a module); `input_shape` (channels first) defaults
-    to the registered architecture's.
+    to the registered architecture's. `rounding="gptq"` chooses each weight's level by error-compensating
+    rounding against noise-driven input moments (vcwc.gptq; no data used) and needs the architecture too.
     """
     loaded = model if isinstance(model, LoadedModel) else (
         load_model(model) if isinstance(model, (str, os.PathLike)) else from_checkpoint(model))
@@ -123,37 +125,49 @@ def compress(model, codec: str | Codec = "x265", qp: int | None = None, *, per_c
     if missing:
         raise InputError(f"per-tensor steps lack {', '.join(map(repr, missing[:5]))}")
     granularity = "per_channel" if per_channel else "per_tensor"
-    plans = {name: TensorPlan(name, video_codec, settings, QuantConfig(granularity, bits, steps[name]), arrangement)
-             for name in coded}
-    correction = None
-    if bias_correction:
-        module = arch if arch is not None else model if isinstance(model, nn.Module) else None
-        correction = estimate_correction(loaded, list(plans), module, input_shape)
+    plans = {name: TensorPlan(name, video_codec, settings, QuantConfig(granularity, bits, steps[name], rounding),
+                              arrangement) for name in coded}
+    module = arch if arch is not None else model if isinstance(model, nn.Module) else None
+    correction = estimate_correction(loaded, coded, module, input_shape) if bias_correction else None
+    moments = estimate_input_moments(loaded, coded, module, input_shape) if rounding == "gptq" else None
     return encode_plans(loaded, plans, uncoded=uncoded, ffmpeg_path=ffmpeg_path, workers=workers,
-                        progress=progress, correction=correction)
+                        progress=progress, correction=correction, input_moments=moments)
 
 
 def estimate_correction(loaded: LoadedModel, coded: list[str], arch: str | nn.Module | None,
                         input_shape: tuple[int, ...] | None = None) -> BiasCorrection:
     """The data-free bias correction of these coded tensors, on the architecture they belong to."""
+    module, input_shape = _noise_subject(loaded, arch, input_shape, "bias correction")
+    return BiasCorrection.estimate(module, coded, input_shape)
+
+
+def estimate_input_moments(loaded: LoadedModel, coded: list[str], arch: str | nn.Module | None,
+                           input_shape: tuple[int, ...] | None = None) -> dict[str, torch.Tensor]:
+    """The noise-driven input moments that gptq rounding of these coded tensors needs (vcwc.gptq)."""
+    module, input_shape = _noise_subject(loaded, arch, input_shape, "gptq rounding")
+    return input_moments(module, coded, input_shape)
+
+
+def _noise_subject(loaded: LoadedModel, arch: str | nn.Module | None, input_shape: tuple[int, ...] | None,
+                   purpose: str) -> tuple[nn.Module, tuple[int, ...]]:
+    """The model as a module holding the loaded weights, and one input's shape, for a pass of noise."""
     if arch is None:
-        raise InputError("bias correction needs the model's architecture (--arch, or pass the nn.Module)")
+        raise InputError(f"{purpose} needs the model's architecture (--arch, or pass the nn.Module)")
     if isinstance(arch, str):
-        spec = get_architecture(arch)
-        input_shape = input_shape or spec.input_shape
-        module = build_model(arch, loaded.state_dict)
-    else:
-        if input_shape is None:
-            raise InputError("bias correction on a module needs its input_shape, e.g. (3, 224, 224)")
-        module = build_model(copy.deepcopy(arch), loaded.state_dict)  # the caller's module stays as it was
-    return BiasCorrection.estimate(module, coded, tuple(input_shape))
+        return build_model(arch, loaded.state_dict), tuple(input_shape or get_architecture(arch).input_shape)
+    if input_shape is None:
+        raise InputError(f"{purpose} on a module needs its input_shape, e.g. (3, 224, 224)")
+    # A copy: the caller's module keeps its own weights.
+    return build_model(copy.deepcopy(arch), loaded.state_dict), tuple(input_shape)
 
 
 def encode_plans(loaded: LoadedModel, plans: dict[str, TensorPlan], *, uncoded: UncodedStorage = "exact",
                  ffmpeg_path: str | None = None, workers: int | None = None,
-                 progress: bool = False, correction: BiasCorrection | None = None) -> CompressedModel:
+                 progress: bool = False, correction: BiasCorrection | None = None,
+                 input_moments: Mapping[str, torch.Tensor] | None = None) -> CompressedModel:
     """Encode the tensors named in `plans` with their own settings; store every other tensor as it is,
-    or as `correction` moves it to fit the coded tensors as they decode."""
+    or as `correction` moves it to fit the coded tensors as they decode. Plans with gptq rounding take
+    their layer's `input_moments`."""
     binary = ffmpeg.find_ffmpeg(ffmpeg_path)
     for codec in {plan.codec.name: plan.codec for plan in plans.values()}.values():
         probe.require(codec, binary)
@@ -162,7 +176,8 @@ def encode_plans(loaded: LoadedModel, plans: dict[str, TensorPlan], *, uncoded: 
     quantized = {}
     scale_bytes = bytearray()
     for name, plan in plans.items():
-        q = quantize(loaded.state_dict[name], plan.quant, name)
+        moments = (input_moments or {}).get(name)
+        q = quantize(loaded.state_dict[name], plan.quant, name, moments)
         quantized[name] = q
         records[name] = {
             "quantizer": {"kind": "linear_symmetric", "granularity": plan.quant.granularity, "axis": 0,
@@ -173,6 +188,8 @@ def encode_plans(loaded: LoadedModel, plans: dict[str, TensorPlan], *, uncoded: 
                        "permutation": None},
             "payload": plan.payload,
         }
+        if plan.quant.rounding == "gptq" and moments is not None:  # absent: nearest, as files before gptq were
+            records[name]["quantizer"]["rounding"] = "gptq"
         scale_bytes += q.scales.astype("<f4").tobytes()
 
     frames_table, decoded_symbols = _encode_groups(plans, quantized, records, blobs, binary, workers, progress)

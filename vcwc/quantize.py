@@ -9,8 +9,10 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .gptq import gptq_levels
 
 Granularity = Literal["per_tensor", "per_channel"]
+Rounding = Literal["nearest", "gptq"]
 
 
 @dataclass(frozen=True)
@@ -22,11 +24,14 @@ class QuantConfig:
     `step` fixes the scale in weight units for every tensor (or channel), as NNC's QP does, so that
     symbols are few and small; a tensor whose range would need more than `max_level` steps gets the
     coarser scale max|w| / max_level instead of being clipped.
+    `rounding="gptq"` picks each weight's level on the same grid by error-compensating rounding
+    (vcwc.gptq), which needs the layer's input moments; the decoder is the same either way.
     """
 
     granularity: Granularity = "per_tensor"
     bits: int = 8
     step: float | None = None
+    rounding: Rounding = "nearest"
 
     def __post_init__(self):
         if self.granularity not in ("per_tensor", "per_channel"):
@@ -35,6 +40,8 @@ class QuantConfig:
             raise InputError(f"bits must be between 2 and 8, got {self.bits}")
         if self.step is not None and not (self.step > 0 and np.isfinite(self.step)):
             raise InputError(f"step must be a positive number, got {self.step}")
+        if self.rounding not in ("nearest", "gptq"):
+            raise InputError(f"rounding must be 'nearest' or 'gptq', got {self.rounding!r}")
 
     @property
     def max_level(self) -> int:
@@ -56,7 +63,10 @@ class Quantized:
     config: QuantConfig
 
 
-def quantize(weights: torch.Tensor, config: QuantConfig, name: str = "tensor") -> Quantized:
+def quantize(weights: torch.Tensor, config: QuantConfig, name: str = "tensor",
+             input_moments: torch.Tensor | None = None) -> Quantized:
+    """Symbols and scales of one tensor. `input_moments` (vcwc.gptq.input_moments) serve gptq rounding;
+    a tensor without them (a layer type gptq does not handle) is rounded to nearest."""
     values = weights.detach().to(torch.float64).cpu().numpy()
     if not np.isfinite(values).all():
         bad = int((~np.isfinite(values)).sum())
@@ -73,7 +83,10 @@ def quantize(weights: torch.Tensor, config: QuantConfig, name: str = "tensor") -
     scales = scales.astype(np.float32)
     divisor = np.where(scales > 0, scales, 1.0).astype(np.float64)
     shaped = divisor.reshape(-1, *([1] * (values.ndim - 1))) if len(scales) > 1 else divisor[0]
-    symbols = np.clip(np.rint(values / shaped), -config.max_level, config.max_level).astype(np.int8)
+    if config.rounding == "gptq" and input_moments is not None and values.ndim >= 2:
+        symbols = gptq_levels(values, scales, config.max_level, input_moments)
+    else:
+        symbols = np.clip(np.rint(values / shaped), -config.max_level, config.max_level).astype(np.int8)
     return Quantized(symbols, scales, config)
 
 

@@ -30,7 +30,9 @@ POINTS_FOLDER = "points"
 EVALS_FOLDER = "evaluations"
 NNCODEC = "nncodec"  # the optional NNCodec baseline, run in its own Python (vcwc/nncodec.py)
 GRANULARITIES = ("per_tensor", "per_channel", "step")
-CORRECTIONS = ("none", "bias")  # "bias": vcwc.correction's data-free bias correction
+# Data-free steps against quantization error: "bias", vcwc.correction's bias correction; "gptq+bias",
+# vcwc.gptq's error-compensating rounding as well.
+CORRECTIONS = ("none", "bias", "gptq+bias")
 # Step QPs of the fixed-step quantizer (step = 2 ** (qp / 4), NNCodec's scale), in steps of 1 as NNCodec's.
 STEP_QP_LADDER = tuple(range(-26, -13))
 
@@ -273,7 +275,9 @@ def _run_point(point: Point, key: str, settings: dict, out: str, threads: int, f
             result = subject.run_nncodec(point.qp, python=nncodec_python)
         else:
             result = subject.run_codec(point.method, point.qp, point.granularity,
-                                       bias_correction=point.correction == "bias", ffmpeg_path=ffmpeg_path,
+                                       bias_correction=point.correction in ("bias", "gptq+bias"),
+                                       rounding="gptq" if point.correction == "gptq+bias" else "nearest",
+                                       ffmpeg_path=ffmpeg_path,
                                        workers=threads)
         record.update(status="ok", original_top1=subject.original.top1, original_top5=subject.original.top5,
                       **result)

@@ -88,7 +88,8 @@ def summary_markdown(records: list[dict]) -> str:
              "agreement: % of images whose top-1 prediction is unchanged. "
              "Scales `step`: one quantization step of 2^(QP/4) for every tensor (QP on NNCodec's scale), the codec "
              "lossless on the symbols; `+ bias corr.`: BatchNorm means and biases corrected for the coded weights' "
-             "mean output shift, without data (docs/rate-accuracy.md). Marks: `a` smallest file of its method within 0.5 points of the original top-1, `b` within 1 point.", ""]
+             "mean output shift, without data; `+ gptq`: error-compensating rounding steered by noise, without data "
+             "(docs/rate-accuracy.md). Marks: `a` smallest file of its method within 0.5 points of the original top-1, `b` within 1 point.", ""]
     for model, rows in by_model.items():
         full = [r for r in rows if not r.get("eval_limit")]
         screen = [r for r in rows if r.get("eval_limit")]
@@ -179,7 +180,7 @@ def _row(r: dict, mark: str) -> str:
 
 def _scales(r: dict) -> str:
     scales = {"per_channel": "channel", "step": "step"}.get(r["granularity"], "tensor")
-    return scales + (f" + {r['correction']} corr." if r.get("correction") else "")
+    return scales + (f" + {r['correction'].replace('+bias', ' + bias')} corr." if r.get("correction") else "")
 
 
 def _qp(r: dict) -> str:

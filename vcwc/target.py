@@ -34,8 +34,8 @@ from .errors import InputError
 from .experiment import ModelUnderTest
 from .metrics import entropy_bits
 from .files import LoadedModel
-from .pipeline import Selection, estimate_correction
-from .quantize import QuantConfig, dequantize, quantize, step_from_qp
+from .pipeline import Selection, estimate_correction, estimate_input_moments
+from .quantize import QuantConfig, Rounding, dequantize, quantize, step_from_qp
 
 QP_RANGE = (-40, 0)  # step 2^-10 .. 1 in weight units
 MAX_GROUP_MOVE = 4  # a group's step stays within a factor of 2 of the shared one
@@ -61,11 +61,13 @@ class TargetSearch:
     target_drop: float  # points of top-1: at most this % of calibration predictions may change
     bias_correction: bool = True
     max_evaluations: int = 40
+    rounding: Rounding = "nearest"  # as the file will be written: gptq levels score differently
     progress: bool = False
     history: list[Candidate] = field(default_factory=list)
     best: Candidate | None = None  # set by run()
     _correction: BiasCorrection | None = field(default=None, repr=False)
-    _entropy_cache: dict = field(default_factory=dict, repr=False)
+    _moments: dict = field(default_factory=dict, repr=False)
+    _quantized_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         if not 0 < self.target_drop < 100:
@@ -76,6 +78,8 @@ class TargetSearch:
             raise InputError("--target-drop: the model has no tensors to code")
         if self.bias_correction:
             self._correction = estimate_correction(self.subject.loaded, self.coded, self.subject.arch)
+        if self.rounding == "gptq":
+            self._moments = estimate_input_moments(self.subject.loaded, self.coded, self.subject.arch)
 
     @property
     def evaluations(self) -> int:
@@ -99,15 +103,17 @@ class TargetSearch:
         return sum(self._entropy_bits(name, qp) for name, qp in step_qps.items())
 
     def _quantized(self, name: str, qp: int):
-        q = quantize(self.subject.loaded.state_dict[name], QuantConfig(step=step_from_qp(qp)), name)
-        return q.symbols, q.scales
+        """Symbols and scales of one tensor at one step QP, kept: the search comes back to them."""
+        key = (name, qp)
+        if key not in self._quantized_cache:
+            config = QuantConfig(step=step_from_qp(qp), rounding=self.rounding)
+            q = quantize(self.subject.loaded.state_dict[name], config, name, self._moments.get(name))
+            self._quantized_cache[key] = (q.symbols, q.scales, entropy_bits(q.symbols) + 32 * len(q.scales))
+        return self._quantized_cache[key][:2]
 
     def _entropy_bits(self, name: str, qp: int) -> float:
-        key = (name, qp)
-        if key not in self._entropy_cache:
-            symbols, scales = self._quantized(name, qp)
-            self._entropy_cache[key] = entropy_bits(symbols) + 32 * len(scales)
-        return self._entropy_cache[key]
+        self._quantized(name, qp)
+        return self._quantized_cache[(name, qp)][2]
 
     def run(self) -> Candidate:
         bar = tqdm(total=self.max_evaluations, desc="target-drop search", unit="eval",
@@ -180,9 +186,9 @@ class TargetSearch:
 
 def search(loaded: LoadedModel, arch: str, calibration: Dataset, target_drop: float, *,
            bias_correction: bool = True, max_evaluations: int = 40, selection: Selection | None = None,
-           progress: bool = False) -> TargetSearch:
+           rounding: Rounding = "nearest", progress: bool = False) -> TargetSearch:
     """Run the search; the returned TargetSearch holds the chosen candidate (`best`) and every evaluation."""
     subject = ModelUnderTest("calibration", loaded, arch, calibration, selection=selection or Selection())
-    searcher = TargetSearch(subject, target_drop, bias_correction, max_evaluations, progress)
+    searcher = TargetSearch(subject, target_drop, bias_correction, max_evaluations, rounding, progress)
     searcher.run()
     return searcher
