@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "--bias-correction; needs --arch)")
     p.add_argument("--calibration", metavar="DATA",
                    help="images for --target-drop (.npz with x, y, or class folders), e.g. "
-                        "cifar10_train_lossless_subset.npz; never the test set you report on")
+                        "cifar10_train_lossless_subset.npz; never the test set you report on. Held-out images "
+                        "predict the drop best: on its own training images a model changes fewer predictions")
     p.add_argument("--calibration-limit", type=int, metavar="N",
                    help="a class-balanced subset of N calibration images (faster, coarser)")
     p.add_argument("--max-evaluations", type=int, default=40, help="--target-drop's budget (default 40)")
