@@ -7,7 +7,8 @@ import pytest
 
 from vcwc import cli
 from vcwc.errors import InputError
-from vcwc.sweep import ModelSpec, Sweep, knee_points, load_records, plan_points
+from vcwc.experiment import correction_name, correction_steps
+from vcwc.sweep import CORRECTIONS, ModelSpec, Sweep, knee_points, load_records, plan_points
 from vcwc.sweep_report import write_report
 
 
@@ -109,3 +110,15 @@ def test_step_points_with_and_without_corrections(tmp_path, spec):
     assert "| x264 | step + bias corr. | -16 |" in summary and "| x264 | step + gptq + bias corr. | -16 |" in summary
     with pytest.raises(InputError, match="unknown correction"):
         plan_points([spec], ["x264"], ["step"], corrections=("magic",))
+
+
+
+@pytest.mark.parametrize("bias_correction", [False, True])
+@pytest.mark.parametrize("rounding", ["nearest", "gptq"])
+def test_correction_names_read_back_into_their_steps(bias_correction, rounding):
+    assert correction_steps(correction_name(bias_correction, rounding)) == (bias_correction, rounding)
+
+
+def test_every_sweep_correction_names_its_steps():
+    for name in CORRECTIONS:
+        assert correction_name(*correction_steps(name)) == (None if name == "none" else name)

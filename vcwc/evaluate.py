@@ -16,7 +16,7 @@ from .architectures import Preprocessing
 from .datasets import Dataset, to_tensor
 from .errors import InputError
 # snr_db is re-exported here: one definition, shared with the compression pipeline's reports.
-from .metrics import max_abs_error, snr_db
+from .metrics import error_stats, snr_db
 
 
 class EvaluationError(InputError):
@@ -143,5 +143,6 @@ def weight_metrics(
             raise EvaluationError(f"{name}: shape {tuple(weight.shape)} became {tuple(other.shape)}")
         if not (weight.is_floating_point() or other.is_floating_point()) and torch.equal(weight, other):
             continue
-        metrics[name] = {"snr_db": snr_db(weight, other), "max_abs_error": max_abs_error(weight, other)}
+        snr, largest = error_stats(weight, other)
+        metrics[name] = {"snr_db": snr, "max_abs_error": largest}
     return metrics

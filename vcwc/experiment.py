@@ -43,6 +43,12 @@ def correction_name(bias_correction: bool, rounding: str) -> str | None:
     return "+".join(steps) or None
 
 
+def correction_steps(name: str | None) -> tuple[bool, str]:
+    """The inverse of correction_name: (bias_correction, rounding) for "none" or None, "bias", "gptq+bias"."""
+    steps = set((name or "none").split("+"))
+    return "bias" in steps, "gptq" if "gptq" in steps else "nearest"
+
+
 @dataclass
 class ModelUnderTest:
     """A loaded model, its architecture and evaluation data, with the original's scores computed once."""

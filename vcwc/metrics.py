@@ -16,12 +16,7 @@ def snr_db(original, reconstructed) -> float:
     """10 log10(signal energy / error energy); inf when identical, -inf for noise on an all-zero tensor."""
     reference = _as_float64(original)
     error = float(np.sum((_as_float64(reconstructed) - reference) ** 2))
-    signal = float(np.sum(reference ** 2))
-    if error == 0.0:
-        return float("inf")
-    if signal == 0.0:
-        return float("-inf")
-    return 10.0 * float(np.log10(signal / error))
+    return _decibels(float(np.sum(reference ** 2)), error)
 
 
 def error_stats(original, reconstructed) -> tuple[float, float]:
@@ -31,16 +26,15 @@ def error_stats(original, reconstructed) -> tuple[float, float]:
     error = float(np.dot(difference.ravel(), difference.ravel()))
     signal = float(np.dot(reference.ravel(), reference.ravel()))
     largest = float(np.abs(difference).max()) if difference.size else 0.0
+    return _decibels(signal, error), largest
+
+
+def _decibels(signal: float, error: float) -> float:
     if error == 0.0:
-        return float("inf"), largest
+        return float("inf")
     if signal == 0.0:
-        return float("-inf"), largest
-    return 10.0 * float(np.log10(signal / error)), largest
-
-
-def max_abs_error(original, reconstructed) -> float:
-    difference = np.abs(_as_float64(reconstructed) - _as_float64(original))
-    return float(difference.max()) if difference.size else 0.0
+        return float("-inf")
+    return 10.0 * float(np.log10(signal / error))
 
 
 def entropy_bits(symbols: np.ndarray) -> float:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from . import __version__
 from .codecs import get_codec
 from .errors import InputError, NNCodecUnavailable, VcwcError
-from .experiment import BASELINES
+from .experiment import BASELINES, correction_steps
 from .files import atomic_write
 
 POINTS_FOLDER = "points"
@@ -274,11 +274,9 @@ def _run_point(point: Point, key: str, settings: dict, out: str, threads: int, f
         elif point.is_nncodec:
             result = subject.run_nncodec(point.qp, python=nncodec_python)
         else:
-            result = subject.run_codec(point.method, point.qp, point.granularity,
-                                       bias_correction=point.correction in ("bias", "gptq+bias"),
-                                       rounding="gptq" if point.correction == "gptq+bias" else "nearest",
-                                       ffmpeg_path=ffmpeg_path,
-                                       workers=threads)
+            bias_correction, rounding = correction_steps(point.correction)
+            result = subject.run_codec(point.method, point.qp, point.granularity, bias_correction=bias_correction,
+                                       rounding=rounding, ffmpeg_path=ffmpeg_path, workers=threads)
         record.update(status="ok", original_top1=subject.original.top1, original_top5=subject.original.top5,
                       **result)
     except _Skip as reason:
