@@ -3,15 +3,18 @@
 #
 # NNCodec 2.1.3 declares numpy<2 and torchvision, so it cannot share vcwc's environment, and torchvision
 # does not install here: we install NNCodec without its declared dependencies and add only what its
-# `nncodec.nn` import path needs. The worker (vcwc/nncodec_worker.py) puts a stand-in torchvision module in
+# `nncodec.nn` import path needs. The worker (vcwc/bench/nncodec_worker.py) puts a stand-in torchvision module in
 # place when the real one is missing, so nothing else is patched. Safe to rerun: finished steps are skipped.
 #
-# Usage: scripts/setup_nncodec.sh [VENV_DIR]     (default: .venv-nncodec in the repository root)
+# Usage: scripts/setup_nncodec.sh [VENV_DIR]
+#   (default: $XDG_DATA_HOME/vcwc/nncodec-venv, i.e. ~/.local/share/vcwc/nncodec-venv, where vcwc looks for it;
+#   elsewhere, point $VCWC_NNCODEC_PYTHON at VENV_DIR/bin/python)
 # Environment: PYTHON, the interpreter to build the venv from (default python3; torch 2.13.0 must have a
 # wheel for it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv="${1:-.venv-nncodec}"
+venv="${1:-${XDG_DATA_HOME:-$HOME/.local/share}/vcwc/nncodec-venv}"
+mkdir -p "$(dirname "$venv")"
 python="${PYTHON:-python3}"
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -35,5 +38,5 @@ else
 fi
 
 # Check the import the worker does, with the same torchvision stand-in.
-"$py" -I "vcwc/nncodec_worker.py" --check >&2
+"$py" -I "vcwc/bench/nncodec_worker.py" --check >&2
 echo "$py"

@@ -3,17 +3,23 @@ from pathlib import Path
 
 import pytest
 
-from vcwc.datasets import default_data_dir, load_dataset
-from vcwc.experiment import ModelUnderTest
-from vcwc.files import load_model
+from vcwc.bench.experiment import ModelUnderTest
+from vcwc.eval.datasets import load_dataset
+from vcwc.io import load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR_ENV = "VCWC_DATA"
+
+
+def shared_data_dir() -> Path:
+    """The shared data: $VCWC_DATA, else ../shared/data beside the repository (as on the team's machines and CI)."""
+    return Path(os.environ.get(DATA_DIR_ENV) or REPO_ROOT.parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared data directory ($VCWC_DATA, else <repo root>/../shared/data); skips when absent."""
-    path = default_data_dir()
+    path = shared_data_dir()
     if not path.is_dir():
         pytest.skip(f"shared data directory {path} not found (set VCWC_DATA to point at it)")
     return path

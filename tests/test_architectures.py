@@ -6,17 +6,12 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from vcwc.architectures import (
-    ARCHITECTURES,
-    CifarBasicBlock,
-    StateDictMismatchError,
-    UnknownArchitectureError,
-    build_model,
-    get_architecture,
-)
-from vcwc.datasets import load_dataset
-from vcwc.evaluate import evaluate
-from vcwc.files import load_model
+from vcwc.eval.classification import evaluate
+from vcwc.eval.datasets import load_dataset
+from vcwc.io import load_model
+from vcwc.models.build import StateDictMismatchError, build_model, resolve
+from vcwc.models.cifar import CifarBasicBlock
+from vcwc.models.registry import ARCHITECTURES, UnknownArchitectureError, get_architecture
 
 # Counted from the architecture: stem conv + BN (1 + 5 entries); a BasicBlock has 2 convs and 2 BNs
 # (12 entries), a Bottleneck 3 and 3 (18); a downsample adds conv + BN (6); fc weight + bias (2).
@@ -44,7 +39,7 @@ CIFAR_MODELS = {
 def build_on_meta(name: str) -> torch.nn.Module:
     # Layout checks need names and shapes only; the meta device skips allocating 60M parameters.
     with torch.device("meta"):
-        return get_architecture(name).build()
+        return resolve(name).build()
 
 
 @pytest.mark.parametrize("name", IMAGENET_LAYOUT)
@@ -88,14 +83,14 @@ def test_resnet18_runs_and_reloads_its_own_state_dict_strictly():
 
 def test_cifar_resnet_layout_matches_data_readme():
     for depth, (_, weight_tensors, weight_elements, parameters, _, _) in CIFAR_MODELS.items():
-        model = get_architecture(f"cifar_resnet{depth}").build()
+        model = resolve(f"cifar_resnet{depth}").build()
         state = model.state_dict()
         assert sum(p.numel() for p in model.parameters()) == parameters
         assert sum(1 for v in state.values() if v.dim() >= 2) == weight_tensors
         assert sum(v.numel() for v in state.values() if v.dim() >= 2) == weight_elements
         assert not any(key.endswith("num_batches_tracked") for key in state)
         assert state["linear.weight"].shape == (10, 64)
-    state_110 = get_architecture("cifar_resnet110").build().state_dict()
+    state_110 = resolve("cifar_resnet110").build().state_dict()
     assert sum(1 for v in state_110.values() if v.dim() >= 2) == 110
 
 
@@ -110,7 +105,7 @@ def test_cifar_option_a_shortcut_subsamples_and_zero_pads_channels():
 
 
 def test_cifar_state_dict_round_trips_through_torch_and_safetensors():
-    model = get_architecture("cifar_resnet20").build()
+    model = resolve("cifar_resnet20").build()
     model.train()
     model(torch.randn(4, 3, 32, 32))  # updates running statistics without a batch counter
     state = model.state_dict()
@@ -126,8 +121,8 @@ def test_cifar_state_dict_round_trips_through_torch_and_safetensors():
 def test_shipped_cifar_checkpoints_load_strictly(cifar10_dir, depth):
     loaded = load_model(cifar10_dir / CIFAR_MODELS[depth][0])
     assert loaded.prefix == "module."
-    model = build_model(f"cifar_resnet{depth}", loaded.state_dict)
-    assert model.state_dict().keys() == loaded.state_dict.keys()
+    model = build_model(f"cifar_resnet{depth}", loaded.state_dict())
+    assert list(model.state_dict()) == loaded.names
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +141,7 @@ def test_shipped_cifar_models_reproduce_published_accuracy(
 ):
     file, _, _, _, jpeg_top1, lossless_top1 = CIFAR_MODELS[depth]
     name = f"cifar_resnet{depth}"
-    model = build_model(name, load_model(cifar10_dir / file).state_dict)
+    model = build_model(name, load_model(cifar10_dir / file).state_dict())
     preprocess = get_architecture(name).preprocess
 
     lossless = evaluate(model, cifar_lossless_test_set, preprocess, progress=False)
@@ -180,7 +175,7 @@ def test_unknown_architecture_lists_known_names():
 
 
 def test_build_model_names_missing_unexpected_and_misshapen_keys():
-    state = get_architecture("cifar_resnet20").build().state_dict()
+    state = resolve("cifar_resnet20").build().state_dict()
     state.pop("linear.bias")
     state["fc.weight"] = torch.zeros(10, 64)
     state["conv1.weight"] = torch.zeros(16, 3, 5, 5)

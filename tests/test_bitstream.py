@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from vcwc import FormatError, ffmpeg
-from vcwc.bitstream import (BitReader, StreamInfo, annexb_nal_units, hardware_fit, level_allows, parse_stream,
+from vcwc import FormatError
+from vcwc.codecs import ffmpeg
+from vcwc.codecs.bitstream import (BitReader, StreamInfo, annexb_nal_units, hardware_fit, level_allows, parse_stream,
                             rbsp)
 from vcwc.codecs import EncoderSettings, get_codec
 

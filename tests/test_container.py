@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import vcwc
-from vcwc import FormatError, container
-from vcwc.container import Blob
+from vcwc import FormatError
+from vcwc.format import container
+from vcwc.format.container import Blob
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vcwc.architectures import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, get_architecture
-from vcwc.datasets import DatasetError, balanced_subset, default_data_dir, load_dataset, to_tensor
+from vcwc.models.registry import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, get_architecture
+from vcwc.eval.datasets import DatasetError, balanced_subset, load_dataset, to_tensor
 
 
 def write_npz(path: Path, **arrays) -> Path:
@@ -166,10 +166,3 @@ def test_to_tensor_keeps_grayscale_and_rejects_channel_mismatch():
     assert to_tensor(gray, get_architecture("digits_resnet").preprocess).shape == (2, 1, 8, 8)
     with pytest.raises(DatasetError, match="1 channel"):
         to_tensor(gray, get_architecture("cifar_resnet20").preprocess)
-
-
-def test_default_data_dir_prefers_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("VCWC_DATA", str(tmp_path))
-    assert default_data_dir() == tmp_path
-    monkeypatch.delenv("VCWC_DATA")
-    assert default_data_dir() == Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -3,8 +3,8 @@ import json
 import torch
 
 from vcwc import cli
-from vcwc.demo import BUNDLED_MODEL, bundled_file, run_demo
-from vcwc.experiment import weights_digest
+from vcwc.bench.demo import BUNDLED_MODEL, bundled_file, run_demo
+from vcwc.bench.experiment import weights_digest
 
 
 def test_bundled_model_is_found():

@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from vcwc.architectures import Preprocessing, build_model, get_architecture
-from vcwc.datasets import Dataset, load_dataset
-from vcwc.evaluate import EvaluationError, evaluate, mean_kl_divergence, snr_db, weight_metrics
-from vcwc.files import load_model
+from vcwc.models.build import build_model
+from vcwc.models.registry import Preprocessing, get_architecture
+from vcwc.eval.datasets import Dataset, load_dataset
+from vcwc.eval.classification import EvaluationError, evaluate, mean_kl_divergence
+from vcwc.io import load_model
 
 # One-pixel images whose value is the class the model below ranks first.
 IDENTITY = Preprocessing(mean=(0.0,), std=(1.0,), scale=1.0)
@@ -29,7 +30,7 @@ def pixel_dataset(pixels: list[int], labels: list[int]) -> Dataset:
 
 @pytest.fixture(scope="module")
 def digits(models_dir):
-    model = build_model("digits_resnet", load_model(models_dir / "digits_resnet.safetensors").state_dict)
+    model = build_model("digits_resnet", load_model(models_dir / "digits_resnet.safetensors").state_dict())
     return model, load_dataset(models_dir / "digits_test.npz")
 
 
@@ -98,34 +99,3 @@ def test_result_dict_is_json_without_logits():
     assert set(as_dict) == {"top1", "top5", "n_images", "agreement", "mean_kl"}
     assert json.loads(json.dumps(as_dict))["agreement"] == 100.0
     assert "logits" not in repr(result)
-
-
-def test_snr_db_definition_and_edge_cases():
-    original = torch.tensor([3.0, 4.0])
-    assert snr_db(original, torch.tensor([3.0, 4.5])) == pytest.approx(10 * math.log10(25 / 0.25))
-    assert snr_db(original, original.clone()) == math.inf
-    assert snr_db(torch.zeros(3), torch.zeros(3)) == math.inf
-    assert snr_db(torch.zeros(3), torch.tensor([0.0, 1e-3, 0.0])) == -math.inf
-
-
-def test_weight_metrics_covers_float_tensors_and_changed_integers():
-    original = {
-        "conv.weight": torch.tensor([[1.0, -2.0], [0.5, 0.0]]),
-        "bn.num_batches_tracked": torch.tensor(7),
-        "bn.counter": torch.tensor(3),
-        "only.original": torch.ones(2),
-    }
-    reconstructed = {
-        "conv.weight": torch.tensor([[1.0, -2.25], [0.5, 0.0]], dtype=torch.float16),
-        "bn.num_batches_tracked": torch.tensor(7),
-        "bn.counter": torch.tensor(4),
-        "only.reconstructed": torch.ones(2),
-    }
-    metrics = weight_metrics(original, reconstructed)
-    assert set(metrics) == {"conv.weight", "bn.counter"}
-    assert metrics["conv.weight"]["max_abs_error"] == pytest.approx(0.25)
-    assert metrics["conv.weight"]["snr_db"] == pytest.approx(10 * math.log10(5.25 / 0.0625))
-    assert metrics["bn.counter"]["max_abs_error"] == 1.0
-    assert weight_metrics({"w": torch.ones(2)}, {"w": torch.ones(2)})["w"]["snr_db"] == math.inf
-    with pytest.raises(EvaluationError, match="shape"):
-        weight_metrics({"w": torch.ones(2)}, {"w": torch.ones(3)})

@@ -1,5 +1,6 @@
 """Bad input and failing ffmpeg: each gets a clear error and nothing half-written."""
 
+import json
 import os
 import stat
 import sys
@@ -9,8 +10,12 @@ import pytest
 import torch
 
 import vcwc
-from vcwc import CodecError, FFmpegError, InputError, IntegrityError, container, ffmpeg
-from vcwc.files import atomic_write
+from vcwc import CodecError, FFmpegError, InputError, IntegrityError
+from vcwc.codecs import ffmpeg
+from vcwc.format import container
+from vcwc.io import atomic_write
+
+LOSSLESS = vcwc.RECIPES["lossless"]
 
 MODEL = {"fc.weight": torch.randn(16, 32), "fc.bias": torch.randn(16)}
 
@@ -57,21 +62,21 @@ def test_prefix_and_extras_are_kept(tmp_path):
     torch.save({"state_dict": {"module." + k: v for k, v in MODEL.items()}, "best_prec1": 91.5,
                 "optimizer_state": {"momentum": torch.zeros(3)}}, path)
     model = vcwc.load_model(path)
-    assert list(model.state_dict) == list(MODEL) and model.prefix == "module."
+    assert model.names == list(MODEL) and model.prefix == "module."
     assert model.extras == {"best_prec1": 91.5} and model.dropped == ["optimizer_state"]
-    source = vcwc.compress(model, codec="x264").metadata["source"]
+    source = vcwc.compress(model, LOSSLESS.with_changes(codec='x264')).metadata["source"]
     assert source == {"prefix": "module.", "container_key": "state_dict", "extras": {"best_prec1": 91.5},
                       "dropped": ["optimizer_state"]}
 
 
 def test_unknown_codec():
     with pytest.raises(CodecError, match="unknown codec 'h266'"):
-        vcwc.compress(MODEL, codec="h266")
+        vcwc.compress(MODEL, LOSSLESS.with_changes(codec='h266'))
 
 
 def test_qp_out_of_range():
     with pytest.raises(InputError, match="outside"):
-        vcwc.compress(MODEL, codec="x264", qp=60)
+        vcwc.compress(MODEL, LOSSLESS.with_changes(codec='x264', qp=60))
 
 
 def _fake_ffmpeg(tmp_path, body: str) -> str:
@@ -87,8 +92,8 @@ def test_codec_missing_from_the_ffmpeg_build(tmp_path):
     wrapper = _fake_ffmpeg(tmp_path, f'case "$*" in *-encoders*) "{real}" "$@" | grep -v libx265;; '
                                      f'*) exec "{real}" "$@";; esac')
     with pytest.raises(CodecError, match="no libx265 encoder"):
-        vcwc.compress(MODEL, codec="x265", ffmpeg_path=wrapper)
-    assert len(vcwc.compress(MODEL, codec="x264", ffmpeg_path=wrapper).data) > 0
+        vcwc.compress(MODEL, LOSSLESS.with_changes(codec='x265'), ffmpeg_path=wrapper)
+    assert len(vcwc.compress(MODEL, LOSSLESS.with_changes(codec='x264'), ffmpeg_path=wrapper).data) > 0
 
 
 def test_ffmpeg_failing_shows_the_command_and_stderr(tmp_path):
@@ -116,21 +121,17 @@ def test_ffmpeg_binary_that_does_not_exist(monkeypatch):
 def test_decoded_symbols_that_do_not_match_their_checksum_are_refused():
     # Rewrite the stored checksum (keeping the file's own CRCs valid) to stand for a decoder that
     # returns different symbols: the mismatch must be caught, never turned into weights.
-    compressed = vcwc.compress(MODEL, codec="x264")
-    meta = dict(compressed.metadata)
-    blobs_table = meta.pop("blobs")
-    meta["tensors"] = [dict(t) for t in meta["tensors"]]
+    compressed = vcwc.compress(MODEL, LOSSLESS.with_changes(codec='x264'))
+    meta = json.loads(json.dumps(compressed.metadata))
     meta["tensors"][0]["symbols_crc32"] ^= 1
-    blobs = [container.Blob(entry["kind"], compressed.container._payload[entry["offset"]:entry["offset"] + entry["length"]].tobytes(),
-                            entry["compression"]) for entry in blobs_table]
     with pytest.raises(IntegrityError, match="fc.weight"):
-        vcwc.decompress(container.write(meta, blobs))
+        vcwc.decompress(container.with_metadata(compressed.data, meta))
 
 
 def test_output_is_never_overwritten_without_force(tmp_path):
     target = tmp_path / "model.vcwc"
     target.write_bytes(b"precious")
-    compressed = vcwc.compress(MODEL, codec="x264")
+    compressed = vcwc.compress(MODEL, LOSSLESS.with_changes(codec='x264'))
     with pytest.raises(InputError, match="exists"):
         compressed.save(target)
     assert target.read_bytes() == b"precious"

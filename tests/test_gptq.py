@@ -10,8 +10,12 @@ from torch import nn
 import vcwc
 from vcwc import cli
 from vcwc.errors import InputError
-from vcwc.gptq import _patches, gptq_levels, input_moments
-from vcwc.quantize import QuantConfig, quantize, step_from_qp
+from vcwc.quant.gptq import gptq_levels
+from vcwc.quant.noise import layer_patches, noise_statistics
+from vcwc.quant.quantize import QuantConfig, quantize
+from vcwc.recipe import step_from_qp
+
+LOSSLESS = vcwc.RECIPES["lossless"]
 
 
 @pytest.mark.parametrize("groups", [1, 2])
@@ -19,7 +23,7 @@ def test_patches_times_the_weight_matrix_is_the_convolution(groups):
     torch.manual_seed(0)
     layer = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=groups, bias=False)
     x = torch.randn(2, 4, 7, 7)
-    patches = _patches(layer, x)  # (groups, n, d)
+    patches = layer_patches(layer, x)  # (groups, n, d)
     rows = layer.out_channels // groups
     weights = layer.weight.detach().reshape(layer.out_channels, -1)
     expected = layer(x).permute(0, 2, 3, 1).reshape(-1, layer.out_channels)  # (n, out) in patch order
@@ -53,20 +57,18 @@ def test_gptq_levels_clip_at_the_largest_level():
     assert levels.tolist() == [[7, -7, 0]]
 
 
-def test_input_moments_skip_what_gptq_does_not_handle():
+def test_input_moments_name_what_gptq_does_not_handle():
     module = nn.Sequential(nn.Conv1d(2, 4, 3), nn.Flatten(), nn.Linear(24, 5))
-    moments = input_moments(module, ["0.weight", "2.weight"], (2, 8))
-    assert set(moments) == {"2.weight"} and moments["2.weight"].shape == (1, 24, 24)
-    with pytest.raises(InputError, match="gptq rounding: '1.weight'"):
-        input_moments(module, ["1.weight"], (2, 8))
+    stats = noise_statistics(module, ["0.weight", "2.weight", "1.weight"], (2, 8), moments=True)
+    assert set(stats.moments) == {"0.weight", "2.weight"} and stats.moments["2.weight"].shape == (1, 24, 24)
+    assert stats.moments["0.weight"].shape == (1, 6, 6)  # Conv1d: 2 channels x 3 taps
+    assert "not a parameter" in stats.unserved["1.weight"]
 
 
 def test_gptq_file_decodes_its_levels_exactly_and_beats_nearest(digits_subject):
     step = step_from_qp(-14)
-    nearest = vcwc.compress(digits_subject.loaded, codec="x264", step=step, bias_correction=True,
-                            arch="digits_resnet")
-    chosen = vcwc.compress(digits_subject.loaded, codec="x264", step=step, bias_correction=True, rounding="gptq",
-                           arch="digits_resnet")
+    nearest = vcwc.compress(digits_subject.loaded, LOSSLESS.with_changes(codec='x264', step_qp=-14, bias_correction=True), arch='digits_resnet')
+    chosen = vcwc.compress(digits_subject.loaded, LOSSLESS.with_changes(codec='x264', step_qp=-14, bias_correction=True, rounding='gptq'), arch='digits_resnet')
     records = {t["name"]: t for t in chosen.metadata["tensors"]}
     assert records["fc1.weight"]["quantizer"]["rounding"] == "gptq"
     assert "rounding" not in {t["name"]: t for t in nearest.metadata["tensors"]}["fc1.weight"]["quantizer"]
@@ -81,7 +83,7 @@ def test_gptq_file_decodes_its_levels_exactly_and_beats_nearest(digits_subject):
 
 def test_gptq_needs_the_architecture(digits_subject, tmp_path, capsys):
     with pytest.raises(InputError, match="gptq rounding needs the model's architecture"):
-        vcwc.compress(digits_subject.loaded, codec="x264", step=0.01, rounding="gptq")
+        vcwc.compress(digits_subject.loaded, LOSSLESS.with_changes(codec='x264', step_qp=-26, rounding='gptq'))
     with pytest.raises(InputError, match="rounding must be"):
         QuantConfig(rounding="stochastic")
     model = tmp_path / "m.safetensors"

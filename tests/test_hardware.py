@@ -18,10 +18,13 @@ import pytest
 import torch
 
 import vcwc
-from vcwc import CodecError, FFmpegError, InputError, ffmpeg, probe
-from vcwc.bitstream import parse_stream
+from vcwc import CodecError, FFmpegError, InputError
+from vcwc.codecs import ffmpeg, probe
+from vcwc.codecs.bitstream import parse_stream
 from vcwc.codecs import AUTO_ORDER, EncoderSettings, codec_names, get_codec
-from vcwc.hardware import CustomCodec, parse_encoder_args
+from vcwc.codecs.custom import CustomCodec, parse_encoder_args
+
+LOSSLESS = vcwc.RECIPES["lossless"]
 
 HARDWARE = [name for name in codec_names() if get_codec(name).hardware]
 NAMED_DEVICES = {name.strip() for name in os.environ.get("VCWC_TEST_HW_ENCODERS", "").split(",") if name.strip()}
@@ -194,10 +197,10 @@ def test_v4l2m2m_pins_the_qp_with_qmin_and_qmax():
 @pytest.mark.parametrize("name", [n for n in HARDWARE if not get_codec(n).supports_lossless])
 def test_lossy_only_encoders_refuse_lossless_with_a_hint(name):
     codec = get_codec(name)
-    with pytest.raises(InputError, match=rf"{name}' has no lossless mode.*pass --qp"):
+    with pytest.raises(InputError, match=rf"{name}' has no lossless mode.*give a QP"):
         codec.check(EncoderSettings())
     with pytest.raises(InputError, match="has no lossless mode"):
-        vcwc.compress({"w.weight": torch.randn(8, 8)}, codec=name)  # before any ffmpeg runs
+        vcwc.compress({'w.weight': torch.randn(8, 8)}, LOSSLESS.with_changes(codec=name))  # before any ffmpeg runs
 
 
 @pytest.mark.parametrize("name", HARDWARE)
@@ -219,7 +222,7 @@ def test_asking_for_an_unavailable_encoder_fails_naming_it_without_fallback(tmp_
     if name is None:
         pytest.skip("every candidate encoder is named in VCWC_TEST_HW_ENCODERS")
     with pytest.raises(CodecError) as raised:
-        vcwc.compress({"w.weight": torch.randn(16, 16)}, codec=name, qp=24)
+        vcwc.compress({'w.weight': torch.randn(16, 16)}, LOSSLESS.with_changes(codec=name, qp=24))
     message = str(raised.value)
     assert f"'{name}'" in message and probe.probe(get_codec(name), BINARY).reason in message
     assert "does not switch encoders" in message
@@ -258,7 +261,7 @@ def test_codec_auto_picks_the_first_working_encoder_in_order():
     chosen, passed = probe.choose_auto(BINARY, EncoderSettings())
     reasons = dict(passed)
     assert "no lossless mode" in reasons["hevc_qsv"] and chosen.supports_lossless
-    compressed = vcwc.compress({"w.weight": torch.randn(16, 16)}, codec="auto", qp=24)
+    compressed = vcwc.compress({'w.weight': torch.randn(16, 16)}, LOSSLESS.with_changes(codec='auto', qp=24))
     assert compressed.metadata["frames"][0]["codec"] == working[0]
 
 
@@ -302,8 +305,8 @@ MODEL = {"fc.weight": torch.randn(48, 96, generator=torch.Generator().manual_see
 
 
 def test_custom_encoder_lossless_round_trip_decodes_without_the_encoder():
-    codec = CustomCodec("libx264", "-qp 0 -preset ultrafast -g 1", "h264")
-    compressed = vcwc.compress(MODEL, codec=codec)
+    codec = {"codec": "custom:libx264", "encoder_args": "-qp 0 -preset ultrafast -g 1", "encoder_format": "h264"}
+    compressed = vcwc.compress(MODEL, LOSSLESS.with_changes(**codec))
     frame = compressed.metadata["frames"][0]
     assert frame["codec"] == "custom:libx264" and frame["options"]["qp"] == "0"
     decoded = vcwc.decompress(compressed.data)  # "custom:libx264" is in no registry
@@ -312,21 +315,21 @@ def test_custom_encoder_lossless_round_trip_decodes_without_the_encoder():
 
 
 def test_custom_encoder_lossy_with_a_qp_placeholder():
-    codec = CustomCodec("libx265", "-x265-params qp={qp}:log-level=error", "hevc", probe_qp=30)
-    assert not codec.supports_lossless
-    compressed = vcwc.compress(MODEL, codec=codec, qp=30)
+    assert not CustomCodec("libx265", "-x265-params qp={qp}:log-level=error", "hevc", probe_qp=30).supports_lossless
+    codec = {"codec": "custom:libx265", "encoder_args": "-x265-params qp={qp}:log-level=error", "encoder_format": "hevc"}
+    compressed = vcwc.compress(MODEL, LOSSLESS.with_changes(**codec, qp=30))
     assert compressed.metadata["frames"][0]["options"]["x265-params"] == "qp=30:log-level=error"
     assert vcwc.decompress(compressed.data)["fc.weight"].shape == (48, 96)
-    with pytest.raises(InputError, match="pass --qp"):
-        vcwc.compress(MODEL, codec=codec)
+    with pytest.raises(InputError, match="give a QP"):
+        vcwc.compress(MODEL, LOSSLESS.with_changes(**codec))
 
 
 def test_custom_encoder_lossy_args_without_placeholder_are_caught_by_the_probe():
-    codec = CustomCodec("libx264", "-crf 30", "h264")
+    codec = {"codec": "custom:libx264", "encoder_args": "-crf 30", "encoder_format": "h264"}
     with pytest.raises(CodecError, match=r"bit-exactly.*\{qp\}"):
-        vcwc.compress(MODEL, codec=codec)
-    with pytest.raises(InputError, match="needs a place in --encoder-args"):
-        vcwc.compress(MODEL, codec=codec, qp=30)
+        vcwc.compress(MODEL, LOSSLESS.with_changes(**codec))
+    with pytest.raises(InputError, match="needs a place in encoder_args"):
+        vcwc.compress(MODEL, LOSSLESS.with_changes(**codec, qp=30))
 
 
 def test_custom_encoder_arguments_are_checked():
@@ -336,7 +339,7 @@ def test_custom_encoder_arguments_are_checked():
         parse_encoder_args("-qp")
     with pytest.raises(InputError, match="sets -f itself"):
         parse_encoder_args("-f mp4")
-    with pytest.raises(InputError, match="--encoder-format"):
+    with pytest.raises(InputError, match="encoder_format"):
         CustomCodec("libx264", "", "mkv")
     job = CustomCodec("h264_vaapi", "-vaapi_device /dev/dri/renderD128 -vf format=nv12,hwupload -qp {qp}", "h264",
                       probe_qp=20).job(64, 64, EncoderSettings(qp=20))
@@ -347,7 +350,7 @@ def test_custom_encoder_arguments_are_checked():
 def test_hwaccel_without_a_device_fails_clearly():
     if ctypes.util.find_library("cuda"):
         pytest.skip("libcuda is installed here")
-    compressed = vcwc.compress(MODEL, codec="x264")
+    compressed = vcwc.compress(MODEL, LOSSLESS.with_changes(codec='x264'))
     with pytest.raises(FFmpegError, match="hwaccel 'cuda' could not decode") as raised:
         vcwc.decompress(compressed.data, hwaccel="cuda")
     assert "libcuda" in raised.value.stderr
@@ -366,7 +369,7 @@ def test_real_hardware_round_trip(name):
     torch.manual_seed(7)
     model = {"a.weight": torch.randn(300, 200) * 0.02, "b.weight": torch.randn(64, 3, 3, 3) * 0.1}
     qp = codec.demo_qps[0]
-    compressed = vcwc.compress(model, codec=name, qp=qp)
+    compressed = vcwc.compress(model, LOSSLESS.with_changes(codec=name, qp=qp))
     decoded = vcwc.decompress(compressed.data, hwaccel=os.environ.get("VCWC_TEST_HWACCEL") or None)
     for tensor in compressed.metadata["tensors"]:
         assert tensor["snr_db"] > 15, (tensor["name"], tensor["snr_db"])
@@ -375,7 +378,7 @@ def test_real_hardware_round_trip(name):
         info = parse_stream(compressed.container.blob(frame["blob"]), frame["container"])
         assert (info.width, info.height) == (frame["width"], frame["height"])
     if codec.supports_lossless:
-        lossless = vcwc.compress(model, codec=name)  # the pipeline also checks bit-exactness itself
+        lossless = vcwc.compress(model, LOSSLESS.with_changes(codec=name))  # the pipeline also checks bit-exactness itself
         decoded = vcwc.decompress(lossless.data)
         for tensor_name, tensor in model.items():
             q = vcwc.quantize(tensor, vcwc.QuantConfig())

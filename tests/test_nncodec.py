@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from vcwc import nncodec
+from vcwc.bench import nncodec
 from vcwc.errors import InputError, NNCodecError, NNCodecUnavailable
-from vcwc.sweep import ModelSpec, Sweep, plan_points
+from vcwc.bench.sweep import ModelSpec, Sweep, plan_points
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ import vcwc
 from vcwc import QuantConfig, Selection, dequantize, quantize
 from vcwc.metrics import snr_db
 
+LOSSLESS = vcwc.RECIPES["lossless"]
+
 CODECS = ["x264", "x265", "aom", "svtav1"]
 
 
@@ -26,7 +28,7 @@ def assert_lossless(original, decoded, coded_names, per_channel=False):
 
 @pytest.fixture(scope="module")
 def resnet18_state_dict():
-    from vcwc.architectures import build_model
+    from vcwc.models.build import build_model
 
     torch.manual_seed(0)
     return build_model("resnet18").state_dict()
@@ -34,7 +36,7 @@ def resnet18_state_dict():
 
 @pytest.mark.parametrize("codec", CODECS)
 def test_lossless_round_trip_is_bit_exact_on_resnet18(codec, resnet18_state_dict):
-    compressed = vcwc.compress(resnet18_state_dict, codec=codec)
+    compressed = vcwc.compress(resnet18_state_dict, LOSSLESS.with_changes(codec=codec))
     coded = {t["name"] for t in compressed.metadata["tensors"] if t["storage"] == "video"}
     assert len(coded) == 21  # 20 conv kernels and fc.weight
     assert_lossless(resnet18_state_dict, vcwc.decompress(compressed.data), coded)
@@ -45,10 +47,10 @@ def test_lossless_round_trip_is_bit_exact_on_resnet18(codec, resnet18_state_dict
 def test_lossless_round_trip_is_bit_exact_on_cifar_resnets(codec, per_channel, cifar10_dir):
     for path in sorted(cifar10_dir.glob("resnet*.th")):
         model = vcwc.load_model(path)
-        compressed = vcwc.compress(model, codec=codec, per_channel=per_channel)
+        compressed = vcwc.compress(model, LOSSLESS.with_changes(codec=codec, granularity="per_channel" if per_channel else "per_tensor"))
         coded = {t["name"] for t in compressed.metadata["tensors"] if t["storage"] == "video"}
         assert len(coded) == int(path.name[6:8]), path.name  # depth - 1 convs and the linear layer
-        assert_lossless(model.state_dict, vcwc.decompress(compressed.data), coded, per_channel)
+        assert_lossless(model.state_dict(), vcwc.decompress(compressed.data), coded, per_channel)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,7 @@ def test_lossy_snr_rises_as_qp_falls_and_model_still_loads(codec, small_conv_mod
     low, high = vcwc.get_codec(codec).qp_range
     snrs = []
     for qp in (high * 3 // 4, high // 2, high // 6):
-        compressed = vcwc.compress(small_conv_model, codec=codec, qp=qp)
+        compressed = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec=codec, qp=qp))
         decoded = vcwc.decompress(compressed.data)
         snrs.append(snr_db(small_conv_model["features.0.weight"], decoded["features.0.weight"]))
         stored = {t["name"]: t.get("snr_db") for t in compressed.metadata["tensors"]}
@@ -76,8 +78,8 @@ def test_lossy_snr_rises_as_qp_falls_and_model_still_loads(codec, small_conv_mod
 
 @pytest.mark.parametrize("codec", CODECS)
 def test_compressing_twice_gives_identical_bytes_whatever_the_workers(codec, small_conv_model):
-    first = vcwc.compress(small_conv_model, codec=codec, qp=20, workers=1)
-    second = vcwc.compress(small_conv_model, codec=codec, qp=20, workers=2)
+    first = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec=codec, qp=20), jobs=1)
+    second = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec=codec, qp=20), jobs=2)
     assert first.data == second.data
 
 
@@ -86,7 +88,7 @@ def test_dtypes_come_back_as_they_were():
     model = {"a.weight": torch.randn(8, 8).half(), "b.weight": torch.randn(8, 8).bfloat16(),
              "c.weight": torch.randn(8, 8), "c.bias": torch.randn(8).bfloat16(),
              "steps": torch.tensor([3, 4], dtype=torch.int64), "mask": torch.tensor([True, False])}
-    decoded = vcwc.decompress(vcwc.compress(model, codec="x264").data)
+    decoded = vcwc.decompress(vcwc.compress(model, LOSSLESS.with_changes(codec='x264')).data)
     for name, tensor in model.items():
         assert decoded[name].dtype == tensor.dtype
     for name in ("c.bias", "steps", "mask"):
@@ -95,7 +97,7 @@ def test_dtypes_come_back_as_they_were():
 
 def test_uncoded_float16_storage_is_reported_and_restores_dtype():
     model = {"w.weight": torch.randn(16, 16), "w.bias": torch.randn(16)}
-    decoded = vcwc.decompress(vcwc.compress(model, codec="x264", uncoded="float16").data)
+    decoded = vcwc.decompress(vcwc.compress(model, LOSSLESS.with_changes(codec='x264', uncoded='float16')).data)
     assert decoded["w.bias"].dtype == torch.float32
     assert torch.equal(decoded["w.bias"], model["w.bias"].half().float())
 
@@ -106,7 +108,7 @@ def test_awkward_shapes_round_trip(codec):
     model = {"one.weight": torch.randn(1, 1), "row.weight": torch.randn(1, 37), "odd.weight": torch.randn(7, 13),
              "zero.weight": torch.zeros(5, 6), "wide.weight": torch.randn(2, 20000),
              "empty.weight": torch.randn(0, 4), "scalar": torch.tensor(1.5)}
-    compressed = vcwc.compress(model, codec=codec)
+    compressed = vcwc.compress(model, LOSSLESS.with_changes(codec=codec))
     wide_regions = next(t["regions"] for t in compressed.metadata["tensors"] if t["name"] == "wide.weight")
     assert len(wide_regions) > 1  # wider than the frame limit: tiled
     decoded = vcwc.decompress(compressed.data)
@@ -116,7 +118,7 @@ def test_awkward_shapes_round_trip(codec):
 
 
 def test_one_tensor_decodes_without_the_others(small_conv_model):
-    compressed = vcwc.compress(small_conv_model, codec="x265")
+    compressed = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec='x265'))
     only = vcwc.decompress(compressed.data, names=["head.weight"])
     assert list(only) == ["head.weight"]
     assert torch.equal(only["head.weight"], int8_reference(small_conv_model["head.weight"]))
@@ -125,33 +127,29 @@ def test_one_tensor_decodes_without_the_others(small_conv_model):
 
 
 def test_selection_fc_include_and_exclude(small_conv_model):
-    fc_only = vcwc.compress(small_conv_model, codec="x264", selection=Selection(layers="fc"))
+    fc_only = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec='x264', layers='fc'))
     assert {t["name"] for t in fc_only.metadata["tensors"] if t["storage"] == "video"} == {"head.weight"}
-    no_head = vcwc.compress(small_conv_model, codec="x264", selection=Selection(exclude=("head.*",)))
+    no_head = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec='x264', exclude=('head.*',)))
     decoded = vcwc.decompress(no_head.data)
     assert torch.equal(decoded["head.weight"], small_conv_model["head.weight"])
     with pytest.raises(vcwc.InputError, match="typo"):
-        vcwc.compress(small_conv_model, selection=Selection(include=("typo*",)))
+        vcwc.compress(small_conv_model, LOSSLESS.with_changes(include=('typo*',)))
 
 
 def test_tensors_with_different_settings_never_share_a_frame(small_conv_model):
-    from vcwc.codecs import EncoderSettings
-    from vcwc.files import from_checkpoint
-    from vcwc.pipeline import TensorPlan, encode_plans
-
-    codec = vcwc.get_codec("x265")
-    plans = {"features.0.weight": TensorPlan("features.0.weight", codec, EncoderSettings(qp=30), QuantConfig()),
-             "head.weight": TensorPlan("head.weight", codec, EncoderSettings(), QuantConfig())}
-    compressed = encode_plans(from_checkpoint(small_conv_model), plans)
+    recipe = LOSSLESS.with_changes(overrides=(vcwc.TensorOverride(pattern="features.*", qp=30),))
+    compressed = vcwc.compress(small_conv_model, recipe)
     frames = {t["name"]: {r["frame"] for r in t.get("regions", [])} for t in compressed.metadata["tensors"]}
     assert frames["features.0.weight"].isdisjoint(frames["head.weight"])
+    payloads = {t["name"]: t.get("payload", {}).get("qp") for t in compressed.metadata["tensors"]}
+    assert payloads["features.0.weight"] == 30 and payloads["head.weight"] is None
     decoded = vcwc.decompress(compressed.data)
     assert torch.equal(decoded["head.weight"], int8_reference(small_conv_model["head.weight"]))
 
 
 def test_size_report_adds_up(small_conv_model):
-    compressed = vcwc.compress(small_conv_model, codec="x265")
-    report = vcwc.size_report(compressed)
+    compressed = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec='x265'))
+    report = compressed.size_report()
     assert report.file_bytes == len(compressed.data)
     assert report.file_bytes == report.header_bytes + report.video_bytes + report.quantizer_bytes + report.uncoded_bytes
     assert report.coded_weights == 32 * 16 * 9 + 10 * 288
@@ -161,9 +159,9 @@ def test_size_report_adds_up(small_conv_model):
 
 
 def test_fixed_step_is_lossless_on_its_symbols_and_smaller(small_conv_model):
-    int8 = vcwc.compress(small_conv_model, codec="x264")
-    stepped = vcwc.compress(small_conv_model, codec="x264", step=0.01)
+    int8 = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec='x264'))
+    stepped = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec='x264', step_qp=-26))
     decoded = vcwc.decompress(stepped.data)
-    q = quantize(small_conv_model["features.0.weight"], QuantConfig(step=0.01))
+    q = quantize(small_conv_model["features.0.weight"].numpy(), QuantConfig(step=vcwc.step_from_qp(-26)))
     assert torch.equal(decoded["features.0.weight"], torch.from_numpy(dequantize(q.symbols, q.scales)))
     assert len(stepped.data) < len(int8.data)

@@ -5,9 +5,11 @@ import torch
 
 import vcwc
 from vcwc import InputError
-from vcwc.bitstream import hardware_fit, level_allows, parse_stream
+from vcwc.codecs.bitstream import hardware_fit, level_allows, parse_stream
 from vcwc.codecs import EncoderSettings, get_codec
 from vcwc.metrics import snr_db
+
+LOSSLESS = vcwc.RECIPES["lossless"]
 
 # profile -> (profile_idc, profile name, highest level_idc allowed)
 EXPECTED = {"mobile-h264": (77, "Main", 51), "mobile-h264-baseline": (66, "Constrained Baseline", 40),
@@ -26,7 +28,7 @@ def test_round_trip_writes_the_promised_profile_and_level(name):
              "fc.bias": torch.randn(10)}
     snrs = []
     for qp in (36, 24, 12):
-        compressed = vcwc.compress(model, codec=name, qp=qp)
+        compressed = vcwc.compress(model, LOSSLESS.with_changes(codec=name, qp=qp))
         decoded = vcwc.decompress(compressed.data)
         snrs.append(snr_db(model["conv.weight"], decoded["conv.weight"]))
         assert torch.equal(decoded["fc.bias"], model["fc.bias"])
@@ -44,7 +46,7 @@ def test_a_tensor_over_the_frame_cap_is_tiled(name, rows):
     codec = get_codec(name)
     torch.manual_seed(1)
     model = {"tall.weight": torch.randn(rows, 40)}
-    compressed = vcwc.compress(model, codec=name, qp=30, preset="ultrafast")
+    compressed = vcwc.compress(model, LOSSLESS.with_changes(codec=name, qp=30, preset='ultrafast'))
     regions = compressed.metadata["tensors"][0]["regions"]
     assert len(regions) > 1
     for frame, info in streams(compressed):
@@ -59,8 +61,8 @@ def test_a_tensor_over_the_frame_cap_is_tiled(name, rows):
 def test_profiles_refuse_what_phone_encoders_cannot_do(name):
     codec = get_codec(name)
     assert codec.default_mode == "lossy" and codec.kind == "profile"
-    with pytest.raises(InputError, match=r"no lossless mode \(phone hardware encoders.*pass --qp with a QP in 1..51"):
-        vcwc.compress({"w.weight": torch.randn(8, 8)}, codec=name)
+    with pytest.raises(InputError, match=r"no lossless mode \(phone hardware encoders.*give a QP in 1..51"):
+        vcwc.compress({'w.weight': torch.randn(8, 8)}, LOSSLESS.with_changes(codec=name))
     with pytest.raises(InputError, match="outside"):
         codec.check(EncoderSettings(qp=0))  # x264's QP 0 is its lossless mode
     with pytest.raises(InputError, match="not one of"):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from vcwc import InputError, QuantConfig, dequantize, quantize
-from vcwc import layout
+from vcwc.format import layout
 from vcwc.metrics import entropy_bits, snr_db
 
 

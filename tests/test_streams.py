@@ -8,9 +8,12 @@ import pytest
 import torch
 
 import vcwc
-from vcwc import InputError, cli, ffmpeg
-from vcwc.bitstream import parse_stream
-from vcwc.streams import describe_streams, extract
+from vcwc import InputError, cli
+from vcwc.codecs import ffmpeg
+from vcwc.codecs.bitstream import parse_stream
+from vcwc.codecs.streams import describe_streams, extract
+
+LOSSLESS = vcwc.RECIPES["lossless"]
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +24,7 @@ def model():
 
 
 def test_x264_lossless_is_flagged_as_not_for_phones(model):
-    streams = describe_streams(vcwc.compress(model, codec="x264"))
+    streams = describe_streams(vcwc.compress(model, LOSSLESS.with_changes(codec="x264")).container)
     assert streams and all(s["profile_idc"] == 244 for s in streams)
     assert not streams[0]["hardware_decoders"]["fits"] and "phones" in streams[0]["hardware_decoders"]["note"]
     tensors = {region["tensor"] for s in streams for region in s["regions"]}
@@ -30,9 +33,10 @@ def test_x264_lossless_is_flagged_as_not_for_phones(model):
 
 @pytest.mark.parametrize("codec, extension", [("mobile-hevc", "hevc"), ("svtav1", "obu"), ("mobile-h264", "h264")])
 def test_extract_writes_streams_an_ffmpeg_decoder_takes_back_to_the_symbols(model, tmp_path, codec, extension):
-    compressed = vcwc.compress(model, codec=codec, qp=20 if codec != "svtav1" else 30)
-    description = json.loads(extract(compressed, tmp_path / "out").read_text())
-    assert description["pixels"] == {**description["pixels"], "format": "yuv420p", "symbol_offset": 128}
+    compressed = vcwc.compress(model, LOSSLESS.with_changes(codec=codec, qp=20 if codec != 'svtav1' else 30))
+    description = json.loads(extract(compressed.container, tmp_path / "out").read_text())
+    assert set(description["pixels"]["formats"]) == {"yuv420p", "yuv420p10le"}
+    assert {t["symbol_offset"] for t in description["tensors"] if t["storage"] == "video"} == {128}
     binary = ffmpeg.find_ffmpeg()
     decoded = vcwc.decompress(compressed.data)
     for stream in description["streams"]:
@@ -43,6 +47,7 @@ def test_extract_writes_streams_an_ffmpeg_decoder_takes_back_to_the_symbols(mode
         luma = ffmpeg.decode(data, stream["container"], stream["width"], stream["height"], binary)[0]
         for region in stream["regions"]:
             tensor = next(t for t in description["tensors"] if t["name"] == region["tensor"])
+            assert stream["pixel_format"] == "yuv420p"
             scales = np.fromfile(tmp_path / "out" / tensor["scales"]["file"], dtype="<f4")
             scale = scales[tensor["scales"]["offset_bytes"] // 4]
             pixels = luma[region["y"]:region["y"] + region["height"], region["x"]:region["x"] + region["width"]]
@@ -55,11 +60,11 @@ def test_extract_writes_streams_an_ffmpeg_decoder_takes_back_to_the_symbols(mode
 
 
 def test_extract_refuses_a_folder_with_files(model, tmp_path):
-    compressed = vcwc.compress(model, codec="x264")
+    compressed = vcwc.compress(model, LOSSLESS.with_changes(codec='x264'))
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(InputError, match="not empty"):
-        extract(compressed, tmp_path)
-    extract(compressed, tmp_path, force=True)
+        extract(compressed.container, tmp_path)
+    extract(compressed.container, tmp_path, force=True)
     assert (tmp_path / "keep.txt").read_text() == "mine" and (tmp_path / "streams.json").exists()
 
 
@@ -82,7 +87,7 @@ def test_cli_info_extract_encoders_and_auto(model, tmp_path, capsys):
     assert "has no lossless mode" in capsys.readouterr().err
     assert cli.main(["compress", str(checkpoint), "-o", str(tmp_path / "auto.vcwc"), "--codec", "auto",
                      "--qp", "30"]) == 0
-    assert "--codec auto picked" in capsys.readouterr().err
+    assert "codec auto picked" in capsys.readouterr().err
     assert cli.main(["compress", str(checkpoint), "-o", str(tmp_path / "own.vcwc"), "--encoder", "libx264",
                      "--encoder-args", "-qp {qp} -preset ultrafast", "--encoder-format", "h264", "--qp", "20"]) == 0
     assert "custom:libx264" in capsys.readouterr().out

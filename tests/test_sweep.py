@@ -7,9 +7,10 @@ import pytest
 
 from vcwc import cli
 from vcwc.errors import InputError
-from vcwc.experiment import correction_name, correction_steps
-from vcwc.sweep import CORRECTIONS, ModelSpec, Sweep, knee_points, load_records, plan_points
-from vcwc.sweep_report import write_report
+from vcwc.bench.experiment import correction_of
+from vcwc.bench.names import CORRECTIONS
+from vcwc.bench.sweep import ModelSpec, Sweep, knee_points, load_records, plan_points, sweep_recipe
+from vcwc.bench.sweep_report import write_report
 
 
 @pytest.fixture
@@ -113,12 +114,8 @@ def test_step_points_with_and_without_corrections(tmp_path, spec):
 
 
 
-@pytest.mark.parametrize("bias_correction", [False, True])
-@pytest.mark.parametrize("rounding", ["nearest", "gptq"])
-def test_correction_names_read_back_into_their_steps(bias_correction, rounding):
-    assert correction_steps(correction_name(bias_correction, rounding)) == (bias_correction, rounding)
-
-
-def test_every_sweep_correction_names_its_steps():
-    for name in CORRECTIONS:
-        assert correction_name(*correction_steps(name)) == (None if name == "none" else name)
+@pytest.mark.parametrize("correction", list(CORRECTIONS))
+def test_every_sweep_correction_is_read_back_from_its_recipe(correction):
+    recipe = sweep_recipe("x264", "step", -16, correction)
+    assert correction_of(recipe) == (None if correction == "none" else correction)
+    assert recipe.quantizer.step_qp == -16 and recipe.codec.qp is None

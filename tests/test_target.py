@@ -5,10 +5,10 @@ import json
 import pytest
 
 from vcwc import cli
-from vcwc.datasets import load_dataset
+from vcwc.eval.datasets import load_dataset
 from vcwc.errors import InputError
-from vcwc.files import load_model
-from vcwc.target import MAX_GROUP_MOVE, search
+from vcwc.io import load_model
+from vcwc.bench.target import MAX_GROUP_MOVE, search
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_search_meets_the_budget_and_moves_groups_within_bounds(digits):
 
 def test_an_impossible_budget_is_refused(digits):
     loaded, calibration = digits
-    with pytest.raises(InputError, match="target-drop"):
+    with pytest.raises(InputError, match="target drop"):
         search(loaded, "digits_resnet", calibration, 0.0)
 
 

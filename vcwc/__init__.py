@@ -1,17 +1,36 @@
-"""vcwc: compress neural-network weights with video codecs."""
+"""vcwc: compress neural-network weights with video codecs.
 
-__version__ = "0.1.0"
+    import vcwc
+    compressed = vcwc.compress(model, recipe="smallest", arch="cifar_resnet20")
+    compressed.save("model.vcwc")
+    state_dict = vcwc.decompress("model.vcwc")
 
-from .codecs import codec_names, get_codec  # noqa: E402
-from .errors import (CodecError, FFmpegError, FormatError, InputError, IntegrityError,  # noqa: E402
-                     VcwcError)
-from .files import load_model, save_state_dict  # noqa: E402
-from .pipeline import CompressedModel, Selection, compress, decompress, open_compressed  # noqa: E402
-from .quantize import QuantConfig, dequantize, quantize  # noqa: E402
-from .report import size_report  # noqa: E402
+Names are loaded on first use, so `import vcwc` (and commands such as `vcwc info`) need no torch.
+"""
 
-__all__ = [
-    "CodecError", "CompressedModel", "FFmpegError", "FormatError", "InputError", "IntegrityError",
-    "QuantConfig", "Selection", "VcwcError", "codec_names", "compress", "decompress", "dequantize",
-    "get_codec", "load_model", "open_compressed", "quantize", "save_state_dict", "size_report",
-]
+from importlib import import_module
+
+from .errors import (CodecError, FFmpegError, FormatError, InputError, IntegrityError, VcwcError,  # noqa: F401
+                     VcwcWarning)
+from .version import __version__  # noqa: F401
+
+_EXPORTS = {
+    "compress": "vcwc.api", "decompress": "vcwc.api", "open_compressed": "vcwc.api", "CompressedModel": "vcwc.api",
+    "Recipe": "vcwc.recipe", "RECIPES": "vcwc.recipe", "CodecSettings": "vcwc.recipe",
+    "QuantizerSettings": "vcwc.recipe", "Selection": "vcwc.recipe", "TensorOverride": "vcwc.recipe",
+    "step_from_qp": "vcwc.recipe",
+    "load_model": "vcwc.io", "save_state_dict": "vcwc.io",
+    "QuantConfig": "vcwc.quant.quantize", "quantize": "vcwc.quant.quantize", "dequantize": "vcwc.quant.quantize",
+    "codec_names": "vcwc.codecs", "get_codec": "vcwc.codecs",
+}
+
+__all__ = ["CodecError", "FFmpegError", "FormatError", "InputError", "IntegrityError", "VcwcError", "VcwcWarning",
+           "__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'vcwc' has no attribute {name!r}")

@@ -1,4 +1,8 @@
-"""Typed errors. Each also inherits the matching built-in so callers can catch either."""
+"""Typed errors. Each also inherits the matching built-in so callers can catch either.
+
+Messages name the file, tensor or setting at fault in the library's own terms (`qp=`, `step_qp=`); the
+command line adds its flag names where they differ.
+"""
 
 
 class VcwcError(Exception):
@@ -6,11 +10,11 @@ class VcwcError(Exception):
 
 
 class InputError(VcwcError, ValueError):
-    """A model file, tensor or option given to vcwc is unusable."""
+    """A model file, tensor, recipe or option given to vcwc is unusable."""
 
 
 class FormatError(VcwcError, ValueError):
-    """A .vcwc file is truncated, corrupted or of an unknown version."""
+    """A .vcwc file is truncated, corrupted, inconsistent or of an unknown version."""
 
 
 class CodecError(VcwcError, RuntimeError):
@@ -25,17 +29,16 @@ class FFmpegError(VcwcError, RuntimeError):
         self.command = command or []
         self.stderr = stderr
         self.returncode = returncode
-        details = []
-        if command:
-            details.append("command: " + " ".join(_quote(part) for part in command))
-        tail = stderr.strip().splitlines()[-8:]
-        if tail:
-            details.append("ffmpeg said:\n  " + "\n  ".join(tail))
-        super().__init__("\n".join([message, *details]))
+        super().__init__(_with_details(message, command, stderr, "ffmpeg said", 8))
 
 
 class IntegrityError(FormatError):
     """Decoded symbols do not match the checksum stored at compression time."""
+
+
+class VcwcWarning(UserWarning):
+    """Something in a result the user should know of: a coded tensor with little of its signal left, or
+    non-finite values stored as they came. The command line prints these on stderr and in --json."""
 
 
 class NNCodecError(VcwcError, RuntimeError):
@@ -44,17 +47,21 @@ class NNCodecError(VcwcError, RuntimeError):
     def __init__(self, message: str, command: list[str] | None = None, stderr: str = ""):
         self.command = command or []
         self.stderr = stderr
-        details = []
-        if command:
-            details.append("command: " + " ".join(_quote(part) for part in command))
-        tail = stderr.strip().splitlines()[-12:]
-        if tail:
-            details.append("NNCodec worker said:\n  " + "\n  ".join(tail))
-        super().__init__("\n".join([message, *details]))
+        super().__init__(_with_details(message, command, stderr, "NNCodec worker said", 12))
 
 
 class NNCodecUnavailable(VcwcError, RuntimeError):
     """No Python environment with NNCodec is configured (an optional baseline, so callers may skip it)."""
+
+
+def _with_details(message: str, command: list[str] | None, stderr: str, speaker: str, lines: int) -> str:
+    details = []
+    if command:
+        details.append("command: " + " ".join(_quote(part) for part in command))
+    tail = stderr.strip().splitlines()[-lines:]
+    if tail:
+        details.append(f"{speaker}:\n  " + "\n  ".join(tail))
+    return "\n".join([message, *details])
 
 
 def _quote(part: str) -> str:

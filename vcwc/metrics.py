@@ -1,35 +1,43 @@
-"""Error of reconstructed weights against the float originals."""
+"""Error of reconstructed weights against the originals, and the ideal coded size of symbols.
+
+Pure numpy. Large tensors are reduced in blocks of float64 values, so no full float64 copy is made.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
+
+BLOCK_ELEMENTS = 1 << 22  # float64 values converted at once: 32 MiB per operand
 
 
-def _as_float64(values) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        return values.detach().to(torch.float64).cpu().numpy()
-    return np.asarray(values, dtype=np.float64)
+def _blocks(original, reconstructed):
+    reference = np.asarray(original).reshape(-1)
+    values = np.asarray(reconstructed).reshape(-1)
+    if reference.shape != values.shape:
+        raise ValueError(f"shapes differ: {np.shape(original)} and {np.shape(reconstructed)}")
+    for start in range(0, reference.size, BLOCK_ELEMENTS):
+        end = start + BLOCK_ELEMENTS
+        yield reference[start:end].astype(np.float64), values[start:end].astype(np.float64)
+
+
+def error_stats(original, reconstructed) -> tuple[float, float]:
+    """(snr_db, max_abs_error) in one pass over the two arrays."""
+    signal = error = largest = 0.0
+    for reference, values in _blocks(original, reconstructed):
+        difference = values - reference
+        error += float(np.dot(difference, difference))
+        signal += float(np.dot(reference, reference))
+        if difference.size:
+            largest = max(largest, float(np.abs(difference).max()))
+    return decibels(signal, error), largest
 
 
 def snr_db(original, reconstructed) -> float:
     """10 log10(signal energy / error energy); inf when identical, -inf for noise on an all-zero tensor."""
-    reference = _as_float64(original)
-    error = float(np.sum((_as_float64(reconstructed) - reference) ** 2))
-    return _decibels(float(np.sum(reference ** 2)), error)
+    return error_stats(original, reconstructed)[0]
 
 
-def error_stats(original, reconstructed) -> tuple[float, float]:
-    """(snr_db, max_abs_error) from one pass: each tensor is converted once, which counts on large models."""
-    reference = _as_float64(original)
-    difference = _as_float64(reconstructed) - reference
-    error = float(np.dot(difference.ravel(), difference.ravel()))
-    signal = float(np.dot(reference.ravel(), reference.ravel()))
-    largest = float(np.abs(difference).max()) if difference.size else 0.0
-    return _decibels(signal, error), largest
-
-
-def _decibels(signal: float, error: float) -> float:
+def decibels(signal: float, error: float) -> float:
     if error == 0.0:
         return float("inf")
     if signal == 0.0:
@@ -38,7 +46,10 @@ def _decibels(signal: float, error: float) -> float:
 
 
 def entropy_bits(symbols: np.ndarray) -> float:
-    """Order-0 entropy of integer symbols in -128..127, in bits for the whole array: the ideal coded size."""
-    counts = np.bincount(np.asarray(symbols).astype(np.int64).ravel() + 128)
+    """Order-0 entropy of integer symbols, in bits for the whole array: the ideal coded size."""
+    values = np.asarray(symbols).astype(np.int64).ravel()
+    if values.size == 0:
+        return 0.0
+    counts = np.bincount(values - values.min())
     counts = counts[counts > 0]
     return float(-(counts * np.log2(counts / counts.sum())).sum())

@@ -1,0 +1,356 @@
+"""`vcwc sweep`: many models x codecs x quantization granularities x QPs, each point its own JSON record.
+
+A point is keyed by a hash of its full settings: the model file's digest, the recipe (vcwc.recipe) for
+a codec point, the method for a baseline, and the evaluation subset. A rerun skips what is finished,
+`--force` recomputes, and new recipe settings only add keys. Reports and plots are rebuilt from the
+records alone (`vcwc report DIR`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+import tomllib
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..codecs import get_codec
+from ..errors import InputError, NNCodecUnavailable, VcwcError
+from ..files import atomic_write
+from ..recipe import CodecSettings, QuantizerSettings, Recipe
+from ..version import __version__
+from .experiment import recipe_fields
+from .names import BASELINES, CORRECTIONS, GRANULARITIES, KNEE_ABOVE, KNEE_BELOW, NNCODEC, STEP_QP_LADDER
+
+POINTS_FOLDER = "points"
+EVALS_FOLDER = "evaluations"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model file, its architecture, and the data it is scored on."""
+
+    name: str
+    path: str
+    arch: str
+    data: str
+    limit: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> list[ModelSpec]:
+        """`PATH:ARCH:DATA[:LIMIT]`, or a .toml file with [[model]] tables (name, path, arch, data, limit)."""
+        if text.endswith(".toml"):
+            return cls.from_toml(Path(text))
+        parts = text.split(":")
+        if len(parts) not in (3, 4):
+            raise InputError(f"model spec {text!r}: expected PATH:ARCH:DATA[:LIMIT] or a .toml file")
+        limit = int(parts[3]) if len(parts) == 4 else None
+        return [cls(Path(parts[0]).stem, parts[0], parts[1], parts[2], limit)]
+
+    @classmethod
+    def from_toml(cls, path: Path) -> list[ModelSpec]:
+        try:
+            config = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InputError(f"{path}: cannot read model list ({exc})") from None
+        base = path.parent
+        specs = []
+        for index, entry in enumerate(config.get("model", [])):
+            missing = [key for key in ("path", "arch", "data") if key not in entry]
+            if missing:
+                raise InputError(f"{path}: [[model]] number {index + 1} lacks {', '.join(missing)}")
+            model_path, data = (str((base / entry[key]).resolve()) if not Path(entry[key]).is_absolute()
+                                else entry[key] for key in ("path", "data"))
+            specs.append(cls(entry.get("name", Path(model_path).stem), model_path, entry["arch"], data,
+                             entry.get("limit")))
+        if not specs:
+            raise InputError(f"{path}: no [[model]] entries")
+        return specs
+
+
+def sweep_recipe(codec: str, granularity: str, qp: int | None, correction: str = "none") -> Recipe:
+    """The recipe of a sweep point: int8 scales per tensor or channel with the codec at `qp`, or ("step")
+    one fixed step 2^(qp/4) for every tensor with the codec lossless on the symbols."""
+    if granularity == "step":
+        return Recipe(codec=CodecSettings(codec), quantizer=QuantizerSettings(step_qp=qp), **CORRECTIONS[correction])
+    return Recipe(codec=CodecSettings(codec, qp), quantizer=QuantizerSettings(granularity), **CORRECTIONS[correction])
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measurement: a model with a recipe, or with a baseline method (NNCodec at `nncodec_qp`)."""
+
+    model: ModelSpec
+    method: str  # a codec name, a baseline such as "int8_zstd_per_tensor", or "nncodec"
+    recipe: Recipe | None = None  # codec points
+    nncodec_qp: int | None = None
+    eval_limit: int | None = None  # evaluate on a class-balanced subset (screening), None: model.limit
+
+    @property
+    def fields(self) -> dict:
+        if self.recipe is not None:
+            return recipe_fields(self.recipe)
+        granularity = "per_channel" if self.method.endswith("per_channel") else "per_tensor"
+        return {"method": self.method, "granularity": granularity, "qp": self.nncodec_qp, "correction": None}
+
+    @property
+    def granularity(self) -> str:
+        return self.fields["granularity"]
+
+    @property
+    def qp(self) -> int | None:
+        return self.fields["qp"]
+
+    @property
+    def correction(self) -> str:
+        return self.fields["correction"] or "none"
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.method in BASELINES
+
+    @property
+    def is_nncodec(self) -> bool:
+        return self.method == NNCODEC
+
+    def with_limit(self, eval_limit: int | None) -> Point:
+        return Point(self.model, self.method, self.recipe, self.nncodec_qp, eval_limit)
+
+    def settings(self, model_digest: str) -> dict:
+        settings = {"model": {**asdict(self.model), "sha256": model_digest}, "eval_limit": self.eval_limit}
+        if self.recipe is not None:
+            return {**settings, "recipe": self.recipe.to_dict()}
+        return {**settings, "method": self.method, "qp": self.nncodec_qp}
+
+    def label(self) -> str:
+        qp = "" if self.is_baseline else (" lossless" if self.qp is None else f" qp={self.qp}")
+        if self.granularity == "step":
+            qp = f" qp={self.qp} (codec lossless)"
+        if self.correction != "none":
+            qp += f" + {self.correction} correction"
+        subset = f" (screen {self.eval_limit})" if self.eval_limit else ""
+        return f"{self.model.name} {self.method} {self.granularity}{qp}{subset}"
+
+
+def point_key(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise InputError(f"model file {path!r} cannot be read ({exc.strerror})") from None
+    return digest.hexdigest()
+
+
+def plan_points(models: list[ModelSpec], codecs: list[str], granularities: list[str],
+                qps: dict[str, list[int | None]] | None = None, baselines: tuple[str, ...] = BASELINES,
+                eval_limit: int | None = None, nncodec_qps: list[int] | None = None,
+                step_qps: list[int] | None = None, corrections: tuple[str, ...] = ("none",)) -> list[Point]:
+    """Every point of the grid. `qps` maps a codec to its QPs (None = lossless); default: its ladder.
+
+    The "step" granularity takes `step_qps` (default STEP_QP_LADDER) instead, for every codec with a
+    lossless mode. Every codec point is planned once per entry of `corrections` (CORRECTIONS).
+    NNCodec points (its own QP scale) are planned only when `nncodec_qps` is given.
+    """
+    unknown = [name for name in corrections if name not in CORRECTIONS]
+    if unknown:
+        raise InputError(f"unknown correction {', '.join(map(repr, unknown))}; known: {', '.join(CORRECTIONS)}")
+    points = []
+    for model in models:
+        points += [Point(model, name, eval_limit=eval_limit) for name in baselines]
+        points += [Point(model, NNCODEC, nncodec_qp=qp, eval_limit=eval_limit) for qp in nncodec_qps or ()]
+        for codec in codecs:
+            spec = get_codec(codec)
+            ladder = (qps or {}).get(codec) or [None, *spec.qp_ladder]
+            for granularity in granularities:
+                if granularity == "step" and not spec.supports_lossless:
+                    continue
+                values = step_qps or STEP_QP_LADDER if granularity == "step" else ladder
+                points += [Point(model, codec, sweep_recipe(codec, granularity, qp, correction), eval_limit=eval_limit)
+                           for correction in corrections for qp in values]
+    return points
+
+
+@dataclass
+class Sweep:
+    out: Path
+    force: bool = False
+    jobs: int = 1
+    progress: bool = True
+    ffmpeg_path: str | None = None
+    nncodec_python: str | None = None  # default: $VCWC_NNCODEC_PYTHON, else the repository's .venv-nncodec
+    _digests: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+
+    def key(self, point: Point) -> str:
+        if point.model.path not in self._digests:
+            self._digests[point.model.path] = file_digest(point.model.path)
+        return point_key(point.settings(self._digests[point.model.path]))
+
+    def record_path(self, point: Point) -> Path:
+        return self.out / POINTS_FOLDER / f"{self.key(point)}.json"
+
+    def pending(self, points: list[Point]) -> list[Point]:
+        """Points without a finished record (failed ones are tried again)."""
+        if self.force:
+            return list(points)
+        return [p for p in points if not _finished(self.record_path(p))]
+
+    def run(self, points: list[Point]) -> list[dict]:
+        (self.out / POINTS_FOLDER).mkdir(parents=True, exist_ok=True)
+        (self.out / EVALS_FOLDER).mkdir(parents=True, exist_ok=True)
+        todo = self.pending(points)
+        threads = max(1, (os.cpu_count() or 1) // max(1, self.jobs))
+        tasks = [(p, self.key(p), p.settings(self._digests[p.model.path]), str(self.out), threads, self.ffmpeg_path,
+                  self.nncodec_python) for p in todo]
+        bar = tqdm(total=len(tasks), desc="sweep", unit="point", disable=None if self.progress else True)
+        if self.jobs <= 1:
+            for task in tasks:
+                _run_point(*task)
+                bar.update()
+        else:
+            # One model per worker at a time keeps its loaded copy and reference predictions reusable.
+            tasks.sort(key=lambda task: task[0].model.path)
+            with ProcessPoolExecutor(max_workers=self.jobs) as pool:
+                for future in as_completed([pool.submit(_run_point, *task) for task in tasks]):
+                    future.result()
+                    bar.update()
+        bar.close()
+        return [json.loads(self.record_path(p).read_text()) for p in points]
+
+
+def _finished(path: Path) -> bool:
+    """Finished: measured, or skipped for good (not for a missing tool that may be installed later)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("status") == "ok" or (record.get("status") == "skipped" and not record.get("retry"))
+
+
+_SUBJECTS: dict = {}  # per process: (model spec, eval limit) -> ModelUnderTest
+
+
+def _subject(spec: ModelSpec, limit: int | None, evals_dir: Path):
+    from ..eval.datasets import load_dataset
+    from ..io import load_model
+    from .experiment import ModelUnderTest
+
+    key = (spec, limit)
+    if key not in _SUBJECTS:
+        _SUBJECTS.clear()  # keep one model in memory per process
+        dataset = load_dataset(spec.data, limit=limit or spec.limit)
+        _SUBJECTS[key] = ModelUnderTest(spec.name, load_model(spec.path), spec.arch, dataset,
+                                        evaluation_store=evals_dir)
+    return _SUBJECTS[key]
+
+
+def _run_point(point: Point, key: str, settings: dict, out: str, threads: int, ffmpeg_path: str | None,
+               nncodec_python: str | None = None) -> None:
+    """Measure one point and write its record; a failure is recorded, never raised."""
+    import torch
+
+    torch.set_num_threads(threads)
+    out_dir = Path(out)
+    record = {"key": key, "settings": settings, "label": point.label(),
+              "model": point.model.name, "arch": point.model.arch, "method": point.method,
+              "granularity": point.granularity, "qp": point.qp, "eval_limit": point.eval_limit,
+              "vcwc_version": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    start = time.perf_counter()
+    try:
+        if point.is_nncodec:
+            from .nncodec import find_python
+
+            try:
+                find_python(nncodec_python)
+            except NNCodecUnavailable as exc:
+                raise _Skip(str(exc), retry=True) from None
+        elif not point.is_baseline:
+            codec = get_codec(point.method)
+            qp = point.recipe.codec.qp
+            if qp is None and not codec.supports_lossless:
+                raise _Skip(f"{point.method} has no lossless mode")
+            low, high = codec.qp_range
+            if qp is not None and not low <= qp <= high:
+                raise _Skip(f"QP {qp} is outside {point.method}'s range {low}..{high}")
+        subject = _subject(point.model, point.eval_limit, out_dir / EVALS_FOLDER)
+        if point.is_baseline:
+            result = subject.run_baseline(point.method)
+        elif point.is_nncodec:
+            result = subject.run_nncodec(point.nncodec_qp, python=nncodec_python)
+        else:
+            result = subject.run_codec(point.recipe, ffmpeg_path=ffmpeg_path, jobs=threads)
+        record.update(status="ok", original_top1=subject.original.top1, original_top5=subject.original.top5,
+                      **result)
+    except _Skip as reason:
+        record.update(status="skipped", reason=str(reason), retry=reason.retry)
+    except (VcwcError, RuntimeError, ValueError, OSError) as exc:
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                      traceback=traceback.format_exc(limit=6))
+    record["seconds"] = time.perf_counter() - start
+    atomic_write(out_dir / POINTS_FOLDER / f"{key}.json",
+                 json.dumps(record, indent=1, default=_json_default, allow_nan=True).encode(), force=True)
+
+
+class _Skip(Exception):
+    def __init__(self, reason: str, retry: bool = False):
+        super().__init__(reason)
+        self.retry = retry  # the point becomes measurable once something is installed: try it on rerun
+
+
+def _json_default(value):
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def load_records(out: Path) -> list[dict]:
+    """Every point record under a sweep folder, in a stable order."""
+    folder = Path(out) / POINTS_FOLDER
+    if not folder.is_dir():
+        raise InputError(f"{out}: not a sweep folder (no {POINTS_FOLDER}/)")
+    records = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+    baseline_order = {name: index for index, name in enumerate(BASELINES)}
+    return sorted(records, key=lambda r: (r["model"], r.get("eval_limit") or 0, r["method"] not in baseline_order,
+                                          baseline_order.get(r["method"], 0), r["method"], r["granularity"],
+                                          -1 if r["qp"] is None else r["qp"], r["key"]))
+
+
+def knee_points(screened: list[dict], points: list[Point], threshold: float = 99.0,
+                below: int = KNEE_BELOW, above: int = KNEE_ABOVE) -> list[Point]:
+    """From screening records, the full-data points around each series' knee.
+
+    A series is one model, codec, granularity and correction. Its knee is the first QP (in increasing order)
+    whose agreement with the original on the screening subset falls below `threshold`; we keep
+    `below` QPs before it and `above` from it on, plus lossless.
+    """
+    agreement = {(r["model"], r["method"], r["granularity"], r["qp"], r.get("correction")): r.get("agreement")
+                 for r in screened if r.get("status") == "ok"}
+    series: dict[tuple, list[Point]] = {}
+    for point in points:
+        if not point.is_baseline:
+            series.setdefault((point.model, point.method, point.granularity, point.correction), []).append(point)
+    chosen = []
+    for members in series.values():
+        lossless = [p for p in members if p.qp is None]
+        lossy = sorted((p for p in members if p.qp is not None), key=lambda p: p.qp)
+        scores = [agreement.get((p.model.name, p.method, p.granularity, p.qp,
+                                 None if p.correction == "none" else p.correction)) for p in lossy]
+        knee = next((i for i, value in enumerate(scores) if value is not None and value < threshold), len(lossy))
+        window = lossy[max(0, knee - below):knee + above]
+        chosen += [p.with_limit(None) for p in lossless + window]
+    return chosen

@@ -1,0 +1,122 @@
+"""The video streams inside a .vcwc file: what each one is (profile, level, hardware fit), and export.
+
+`describe_streams` parses each frame's stream headers (vcwc.codecs.bitstream, no ffmpeg). `extract`
+writes everything an on-device decoder needs to rebuild the model without vcwc: the raw .h264 / .hevc /
+.obu streams, the scales, the tensors stored uncoded (biases, BatchNorm, corrected means) as a
+safetensors file, and a JSON description: frame sizes, pixel format, codec, profile and level, and which
+region of which tensor each frame holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import FormatError
+from ..files import atomic_directory
+from ..format.container import Container
+from ..format.layout import pixel_offset
+from ..format.safetensors import SafetensorsWriter
+from . import bitstream
+
+EXTENSIONS = {"h264": "h264", "hevc": "hevc", "obu": "obu"}
+DESCRIPTION_FILE = "streams.json"
+SCALES_FILE = "scales.f32"
+UNCODED_FILE = "uncoded.safetensors"
+
+
+def describe_streams(archive: Container) -> list[dict]:
+    """One entry per frame: its codec settings, parsed header fields and whether hardware decoders fit."""
+    meta = archive.meta
+    regions_by_frame: dict[int, list[dict]] = {index: [] for index in range(len(meta.frames))}
+    for record in meta.tensors:
+        for region in record.regions:
+            regions_by_frame[region.frame].append({"tensor": record.name, **{
+                key: value for key, value in region.to_dict().items() if key != "frame"}})
+    streams = []
+    for index, frame in enumerate(meta.frames):
+        data = archive.raw_blob(frame.blob)
+        entry = {"frame": index, "codec": frame.codec, "container": frame.container, "width": frame.width,
+                 "height": frame.height, "pixel_format": frame.pixel_format, "bytes": len(data),
+                 "lossless": frame.lossless, "qp": frame.qp}
+        try:
+            info = bitstream.parse_stream(data, frame.container)
+        except FormatError as exc:
+            entry.update(header_error=str(exc), hardware_decoders={"fits": False, "note": f"unreadable: {exc}"})
+        else:
+            fits, note = bitstream.hardware_fit(info)
+            entry.update(standard=info.standard, profile=info.profile, profile_idc=info.profile_idc,
+                         level=info.level, level_idc=info.level_idc, tier=info.tier,
+                         chroma_format=info.chroma_format, bit_depth=info.bit_depth,
+                         coded_width=info.width, coded_height=info.height,
+                         hardware_decoders={"fits": fits, "note": note})
+        entry["regions"] = regions_by_frame[index]
+        streams.append(entry)
+    return streams
+
+
+def extract(archive: Container, directory: str | os.PathLike, force: bool = False) -> Path:
+    """Write the streams, scales, uncoded tensors and streams.json into `directory`; return the JSON's path.
+
+    The folder appears complete or not at all: it is filled beside its final name, then renamed.
+    """
+    directory = Path(directory)
+
+    def fill(folder: Path) -> None:
+        _write_contents(archive, folder)
+
+    atomic_directory(directory, fill, force)
+    return directory / DESCRIPTION_FILE
+
+
+def _write_contents(archive: Container, folder: Path) -> None:
+    meta = archive.meta
+    streams = describe_streams(archive)
+    width = max(4, len(str(len(streams))))
+    for stream, frame in zip(streams, meta.frames):
+        name = f"frame_{stream['frame']:0{width}d}.{EXTENSIONS[frame.container]}"
+        (folder / name).write_bytes(archive.raw_blob(frame.blob))
+        stream["file"] = name
+    tensors, scale_blobs = [], set()
+    for record in meta.tensors:
+        if record.coded:
+            scales = record.quantizer.scales
+            scale_blobs.add(scales.blob)
+            bits = max(meta.frames[r.frame].bit_depth for r in record.regions)
+            tensors.append({"name": record.name, "storage": "video", "shape": list(record.shape),
+                            "dtype": record.dtype, "arrangement": record.arrangement, "matrix": list(record.matrix),
+                            "granularity": record.quantizer.granularity, "symbol_offset": pixel_offset(bits),
+                            "scales": {"file": SCALES_FILE, "offset_bytes": scales.offset, "count": scales.count},
+                            "symbols_crc32": record.symbols_crc32})
+        else:
+            stored = "float16" if record.encoding == "float16" else record.dtype
+            tensors.append({"name": record.name, "storage": "uncoded", "shape": list(record.shape),
+                            "dtype": record.dtype, "file": UNCODED_FILE, "stored_dtype": stored})
+    if len(scale_blobs) > 1:
+        raise FormatError(f"{archive.source}: scales are spread over several blobs; extract expects one")
+    if scale_blobs:
+        (folder / SCALES_FILE).write_bytes(archive.blob(scale_blobs.pop()))
+    uncoded = [record for record in meta.tensors if not record.coded]
+    if uncoded:
+        sizes = meta.uncoded_sizes()
+        contents = {blob: archive.blob(blob, sizes[blob]) for blob in sizes}
+        entries = [(r.name, "float16" if r.encoding == "float16" else r.dtype, r.shape) for r in uncoded]
+        with SafetensorsWriter(folder / UNCODED_FILE, entries) as writer:
+            for record in uncoded:
+                writer.write(record.name, contents[record.blob][record.offset:record.offset + record.length])
+    description = {
+        "format": "vcwc-streams", "version": 2, "source": archive.source,
+        "pixels": {"formats": {"yuv420p": "8-bit, symbol s stored as luma s + 128",
+                               "yuv420p10le": "10-bit little-endian, symbol s stored as luma s + 512"},
+                   "note": "the luma plane holds the weight symbols, the chroma planes a constant mid value. "
+                           "Decode without pixel-format conversion (a range conversion changes the values)."},
+        "regions_note": "matrix[row:row+height, col:col+width] of the tensor sits at (x, y) of the frame",
+        "weights_note": "weight = symbol * scale; scales are little-endian float32 in the scales file at "
+                        "offset_bytes: one per tensor (per_tensor) or one per index of the tensor's first dimension "
+                        "(per_channel). The matrix is the tensor reshaped to (shape[0], -1) for 'rows'; for "
+                        "'kernel_blocks' a (out, in, k, k) kernel is laid out as (out*k, in*k) blocks. Tensors with "
+                        "storage 'uncoded' are in the safetensors file as stored (stored_dtype; cast to dtype).",
+        "streams": streams, "tensors": tensors,
+    }
+    (folder / DESCRIPTION_FILE).write_text(json.dumps(description, indent=2))

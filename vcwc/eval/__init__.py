@@ -1,0 +1,1 @@
+"""Task quality of a model: evaluation data sets and measures (image classification)."""

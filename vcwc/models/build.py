@@ -1,0 +1,143 @@
+"""Turn an architecture (a registered name, "MODULE:CALLABLE", or a module) into a model holding given weights.
+
+`MODULE:CALLABLE` names any importable module, dotted or not, found on sys.path, PYTHONPATH or in the
+current directory (a path to a .py file works too), and a callable in it that takes no arguments and
+returns a torch.nn.Module. Weights are loaded strictly: a missing, unexpected or misshapen key is an
+error naming it, never a layer silently left at its initial values.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from .registry import ARCHITECTURES, Preprocessing, get_architecture
+
+
+class StateDictMismatchError(InputError):
+    """A state dict does not fit the model: missing, unexpected or wrongly shaped entries."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What vcwc knows of a model's architecture: how to build it, and one input's shape if known."""
+
+    name: str
+    factory: object  # a callable returning a fresh nn.Module
+    input_shape: tuple[int, ...] | None = None
+    preprocess: Preprocessing | None = None
+
+    def build(self) -> nn.Module:
+        return self.factory()
+
+
+def resolve(arch: str | nn.Module, input_shape: tuple[int, ...] | None = None) -> Architecture:
+    """An Architecture from a registered name, "MODULE:CALLABLE", or a module (which is copied when built)."""
+    if isinstance(arch, nn.Module):
+        import copy
+
+        return Architecture(type(arch).__name__, lambda: copy.deepcopy(arch), input_shape)
+    if not isinstance(arch, str) or not arch:
+        raise InputError(f"an architecture is a registered name, MODULE:CALLABLE or a torch module, got {arch!r}")
+    if arch in ARCHITECTURES or ":" not in arch:
+        spec = get_architecture(arch)
+        module_name, function = spec.builder.split(":")
+        builder = getattr(importlib.import_module(module_name), function)
+        return Architecture(arch, lambda: builder(*spec.arguments), tuple(input_shape or spec.input_shape),
+                            spec.preprocess)
+    return Architecture(arch, _import_callable(arch), tuple(input_shape) if input_shape else None)
+
+
+def _import_callable(spec: str):
+    module_name, _, name = spec.rpartition(":")
+    if not module_name or not name:
+        raise InputError(f"architecture {spec!r}: expected MODULE:CALLABLE")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise FileNotFoundError(f"no file {module_name}")
+            loader_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(loader_spec)
+            loader_spec.loader.exec_module(module)
+        else:
+            added = os.getcwd() not in sys.path and "" not in sys.path
+            if added:
+                sys.path.insert(0, os.getcwd())
+            try:
+                module = importlib.import_module(module_name)
+            finally:
+                if added:
+                    sys.path.remove(os.getcwd())
+    except Exception as exc:  # an import runs arbitrary code: any failure is the user's module's
+        raise InputError(f"architecture {spec!r}: cannot import {module_name!r} "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    try:
+        factory = getattr(module, name)
+    except AttributeError:
+        raise InputError(f"architecture {spec!r}: {module_name!r} has no {name!r}") from None
+    if not callable(factory):
+        raise InputError(f"architecture {spec!r}: {name!r} is a {type(factory).__name__}, not a callable")
+    try:
+        required = [p.name for p in inspect.signature(factory).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    except (TypeError, ValueError):
+        required = []
+    if required:
+        raise InputError(f"architecture {spec!r}: {name}() needs arguments ({', '.join(required)}); give a "
+                         f"callable that takes none")
+
+    def build() -> nn.Module:
+        try:
+            model = factory()
+        except Exception as exc:
+            raise InputError(f"architecture {spec!r}: {name}() failed ({type(exc).__name__}: {exc})") from None
+        if not isinstance(model, nn.Module):
+            raise InputError(f"architecture {spec!r}: {name}() returned a {type(model).__name__}, not a "
+                             f"torch.nn.Module")
+        return model
+
+    return build
+
+
+def _list_keys(keys: list[str], limit: int = 10) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Raise StateDictMismatchError naming every missing, unexpected or wrongly shaped key."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    wrong_shape = [f"{key} {tuple(state_dict[key].shape)} != {tuple(expected[key].shape)}"
+                   for key in expected if key in state_dict and tuple(state_dict[key].shape) != tuple(expected[key].shape)]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_list_keys(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_list_keys(unexpected)}")
+    if wrong_shape:
+        problems.append(f"wrong shapes: {_list_keys(wrong_shape)}")
+    if problems:
+        raise StateDictMismatchError(f"the weights do not fit {type(model).__name__}: " + "; ".join(problems))
+
+
+def build_model(arch: str | nn.Module | Architecture, state_dict: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+    """Build the architecture, load `state_dict` strictly, set eval mode."""
+    architecture = arch if isinstance(arch, Architecture) else resolve(arch)
+    model = architecture.build()
+    if state_dict is not None:
+        check_state_dict(model, state_dict)
+        model.load_state_dict(dict(state_dict), strict=True)
+    return model.eval()

@@ -1,0 +1,77 @@
+"""The data-free methods a resolved recipe asks for, applied to the model at hand.
+
+gptq rounding needs each coded layer's input moments and the bias correction its input means; both
+come from one pass of noise through the model (vcwc.quant.noise), which needs the architecture. A
+tensor a method cannot serve (not a layer's weight, never reached, no bias or BatchNorm to absorb
+the shift) is left to nearest rounding or no correction, and the report says which and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..io import ModelSource
+from ..models.build import Architecture, build_model
+from ..quant.correction import BiasCorrection
+from ..quant.noise import noise_statistics
+
+
+@dataclass
+class Methods:
+    """What the noise pass found, and the report of which method served which tensor."""
+
+    moments: dict[str, torch.Tensor] = field(default_factory=dict)
+    correction: BiasCorrection | None = None
+    report: dict = field(default_factory=dict)
+    _shifts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def gptq_served(self) -> set[str]:
+        return set(self.moments)
+
+    def observe(self, name: str, original: np.ndarray, reconstructed: np.ndarray) -> None:
+        """Take in one coded tensor as the decoder returns it: its output shift goes to its target."""
+        if self.correction is None or name not in self.correction.targets:
+            return
+        self._shifts[name] = self.correction.shift(name, torch.from_numpy(np.array(original, dtype=np.float32)),
+                                                   torch.from_numpy(np.array(reconstructed, dtype=np.float32)))
+
+    def corrected(self, source: ModelSource) -> dict[str, torch.Tensor]:
+        """New values of the tensors that absorb the coded weights' output shifts."""
+        if self.correction is None:
+            return {}
+        targets = {target.tensor: source.tensor(target.tensor) for target in self.correction.targets.values()}
+        return self.correction.apply(targets, self._shifts)
+
+
+def prepare(source: ModelSource, coded: list[str], architecture: Architecture | None, rounding: str,
+            bias_correction: bool) -> Methods:
+    """Run the noise pass the methods need (none when neither is asked for)."""
+    methods = Methods()
+    if rounding != "gptq" and not bias_correction:
+        return methods
+    module = build_model(architecture, source.state_dict())
+    stats = noise_statistics(module, coded, architecture.input_shape, means=bias_correction,
+                             moments=rounding == "gptq")
+    if rounding == "gptq":
+        methods.moments = {name: moment for name, moment in stats.moments.items()
+                           if _fits(moment, source.shape(name))}
+        methods.report["gptq_rounding"] = {
+            "served": sorted(methods.moments, key=coded.index),
+            "nearest_instead": {name: stats.unserved.get(name, "its layer type keeps nearest rounding")
+                                for name in coded if name not in methods.moments}}
+    if bias_correction:
+        methods.correction = BiasCorrection.from_statistics(stats, set(source.names), set(coded))
+        methods.report["bias_correction"] = {
+            "corrected": {name: target.tensor for name, target in methods.correction.targets.items()},
+            "uncorrected": dict(methods.correction.uncorrectable)}
+    return methods
+
+
+def _fits(moments: torch.Tensor, shape: tuple[int, ...]) -> bool:
+    """The moments' columns match the weight matrix's (a tied weight used elsewhere may not)."""
+    columns = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    return moments.shape[-1] == columns and shape[0] % moments.shape[0] == 0

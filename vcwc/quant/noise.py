@@ -1,0 +1,192 @@
+"""Statistics of each layer's inputs from a pass of noise through the model: no data.
+
+The data-free methods need, for each coded layer, the mean of its inputs (bias correction) or their
+second moments E[x xᵀ] (gptq rounding). They come from fixed Gaussian noise run through the model
+with every BatchNorm normalizing by the batch's own statistics: each BatchNorm output then has exactly
+its stored mean (beta) and spread (gamma) per channel, as real inputs would give it, and the ReLUs,
+residual sums and pooling after it shape what each later layer sees. One pass collects everything.
+
+A coded tensor that is not the weight of a convolution or linear layer (an embedding table, an
+attention block's packed projection) gets no statistics; the methods leave it to nearest rounding and
+no correction, and say so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+
+SEED = 0  # the noise is fixed: the same model gives the same statistics
+# Input elements per noise batch: 32 images of 3x64x64. Larger inputs get smaller batches rather than
+# smaller images, so deep feature maps keep the size the model was built for.
+BATCH_ELEMENTS = 32 * 3 * 64 * 64
+MAX_BATCH = 32
+MIN_BATCH = 2
+BATCHES = 2
+# Patches kept per batch for a convolution's moments: enough for a stable estimate, bounded in memory.
+MAX_PATCHES = 1 << 16
+LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+MOMENT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)  # gptq serves these; Conv3d keeps nearest rounding
+
+
+@dataclass
+class NoiseStatistics:
+    layers: dict[str, nn.Module]  # coded weight name -> the layer that owns it
+    unserved: dict[str, str]  # coded weight name -> why the methods cannot serve it
+    means: dict[str, torch.Tensor] = field(default_factory=dict)  # mean of each input channel, float32
+    moments: dict[str, torch.Tensor] = field(default_factory=dict)  # (groups, d, d) float32
+    batchnorm_after: dict[str, str] = field(default_factory=dict)  # the BatchNorm fed by the layer's output
+
+
+def owning_layers(module: nn.Module, coded: list[str]) -> tuple[dict[str, nn.Module], dict[str, str]]:
+    """The convolution or linear layer owning each coded weight, and why the others have none."""
+    owners = {f"{name}.weight" if name else "weight": layer for name, layer in module.named_modules()
+              if isinstance(layer, LAYER_TYPES)}
+    kinds = {}
+    for name, child in module.named_modules():
+        for parameter_name, _ in child.named_parameters(recurse=False):
+            kinds[f"{name}.{parameter_name}" if name else parameter_name] = type(child).__name__
+    layers, unserved = {}, {}
+    for name in coded:
+        if name in owners:
+            layers[name] = owners[name]
+        else:
+            owner = kinds.get(name)
+            unserved[name] = (f"a parameter of {owner}, not the weight of a convolution or linear layer" if owner
+                              else f"not a parameter of {type(module).__name__}")
+    return layers, unserved
+
+
+def noise_batch_size(input_shape: tuple[int, ...]) -> int:
+    return max(MIN_BATCH, min(MAX_BATCH, BATCH_ELEMENTS // max(1, math.prod(input_shape))))
+
+
+def noise_statistics(module: nn.Module, coded: list[str], input_shape: tuple[int, ...], *, means: bool = False,
+                     moments: bool = False, batches: int = BATCHES) -> NoiseStatistics:
+    """Input means and/or second moments of the layers owning the `coded` weights.
+
+    `input_shape` is one input, channels first, e.g. (3, 224, 224).
+    """
+    layers, unserved = owning_layers(module, coded)
+    stats = NoiseStatistics(layers, unserved)
+    names = {id(layer): name for name, layer in layers.items()}
+    generator = torch.Generator().manual_seed(0)
+    mean_sums: dict[str, torch.Tensor] = {}
+    moment_sums: dict[str, torch.Tensor] = {}
+    # Outputs stay referenced during the pass, so that an id is never reused by another tensor.
+    producer_of_output: dict[int, tuple[torch.Tensor, str]] = {}
+
+    def record_input(layer, inputs):
+        name = names[id(layer)]
+        x = inputs[0]
+        if means:
+            channels = x.shape[-1] if isinstance(layer, nn.Linear) else x.shape[1]
+            mean = (x.double().reshape(-1, channels).mean(dim=0) if isinstance(layer, nn.Linear)
+                    else x.double().mean(dim=[0, *range(2, x.dim())]))
+            mean_sums[name] = mean_sums.get(name, 0) + mean
+        if moments and isinstance(layer, MOMENT_TYPES):
+            patches = layer_patches(layer, x)  # (groups, n, d)
+            if patches.shape[1] > MAX_PATCHES:
+                keep = torch.randperm(patches.shape[1], generator=generator)[:MAX_PATCHES]
+                patches = patches[:, keep]
+            moment = patches.transpose(1, 2) @ patches / patches.shape[1]
+            moment_sums[name] = moment_sums[name] + moment if name in moment_sums else moment
+
+    def record_output(layer, inputs, output):
+        producer_of_output[id(output)] = (output, names[id(layer)])
+
+    def note_batchnorm(name):
+        def hook(layer, inputs):
+            tensor, producer = producer_of_output.get(id(inputs[0]), (None, None))
+            if tensor is inputs[0]:
+                stats.batchnorm_after.setdefault(producer, name)
+        return hook
+
+    handles = []
+    for layer in {id(layer): layer for layer in layers.values()}.values():
+        handles.append(layer.register_forward_pre_hook(record_input))
+        handles.append(layer.register_forward_hook(record_output))
+    for name, layer in module.named_modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            handles.append(layer.register_forward_pre_hook(note_batchnorm(name)))
+    drive_with_noise(module, input_shape, handles, batches=batches)
+    for name in layers:
+        if name not in mean_sums and name not in moment_sums:
+            unserved[name] = "the forward pass never reached its layer"
+    stats.layers = {name: layer for name, layer in layers.items() if name not in unserved}
+    stats.means = {name: (total / batches).float() for name, total in mean_sums.items() if name in stats.layers}
+    stats.moments = {name: total / batches for name, total in moment_sums.items() if name in stats.layers}
+    return stats
+
+
+def drive_with_noise(module: nn.Module, input_shape: tuple[int, ...], handles: list, *,
+                     batches: int = BATCHES) -> None:
+    """Run the fixed Gaussian noise through `module` with every BatchNorm normalizing by its batch.
+
+    The caller's hooks (`handles`) record what they need on the way; they are removed afterwards, with
+    the BatchNorm hooks, and the module is left in the mode it was in.
+    """
+    batch_size = noise_batch_size(input_shape)
+    handles = handles + [layer.register_forward_hook(_normalize_by_batch) for layer in module.modules()
+                         if isinstance(layer, nn.modules.batchnorm._BatchNorm)]
+    was_training = module.training
+    module.eval()
+    generator = torch.Generator().manual_seed(SEED)
+    try:
+        with torch.no_grad():
+            for _ in range(batches):
+                noise = torch.randn(batch_size, *input_shape, generator=generator)
+                try:
+                    module(noise)
+                except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                    raise InputError(f"the forward pass of {type(module).__name__} failed on noise of shape "
+                                     f"{tuple(noise.shape)} ({str(exc).splitlines()[0][:200]})") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+        module.train(was_training)
+
+
+def _normalize_by_batch(layer, inputs, output):
+    """Replace an eval-mode BatchNorm's output with one normalized by the batch's own statistics."""
+    return F.batch_norm(inputs[0], None, None, layer.weight, layer.bias, True, 0.0, layer.eps)
+
+
+def layer_patches(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A layer's inputs as the rows its weight matrix multiplies: (groups, n, d), float32.
+
+    Linear layers take any leading dimensions (tokens); convolutions any kernel, stride, dilation,
+    groups and padding, in the column order of weight.reshape(out_channels, -1).
+    """
+    x = x.float()
+    if isinstance(layer, nn.Linear):
+        return x.reshape(1, -1, x.shape[-1])
+    if isinstance(layer, nn.Conv1d):
+        x = x.unsqueeze(2)
+        kernel, dilation, stride = (1, *layer.kernel_size), (1, *layer.dilation), (1, *layer.stride)
+        padding = layer.padding if isinstance(layer.padding, str) else (0, *layer.padding)
+    else:
+        kernel, dilation, stride, padding = layer.kernel_size, layer.dilation, layer.stride, layer.padding
+    if isinstance(padding, str):  # 'valid', or 'same' (stride 1; torch pads the extra pixel at the end)
+        if padding == "valid":
+            padding = (0, 0)
+        else:
+            total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+            x = F.pad(x, [p for t in reversed(total) for p in (t // 2, t - t // 2)])
+            padding = (0, 0)
+    if layer.padding_mode != "zeros" and any(padding):
+        pads = [p for p in reversed(padding) for _ in range(2)]
+        x = F.pad(x, pads, mode=layer.padding_mode)
+        padding = (0, 0)
+    columns = F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)
+    groups = layer.groups
+    per_group = columns.shape[1] // groups
+    # (N, groups * d, L) -> (groups, N * L, d): the column order is (channel, kernel row, kernel col),
+    # as weight.reshape(out_channels, -1) orders a group's columns.
+    return columns.reshape(columns.shape[0], groups, per_group, -1).permute(1, 0, 3, 2).reshape(groups, -1, per_group)

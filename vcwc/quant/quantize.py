@@ -1,0 +1,112 @@
+"""Linear symmetric quantization: pure functions from float weights to integer symbols and back.
+
+Large tensors are processed in blocks of rows in float64, so memory holds the tensor, its symbols and
+one block, never a float64 copy of the whole tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+
+BLOCK_ELEMENTS = 1 << 22
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """How one tensor is quantized: symbol = round(w / scale), scale = max|w| / max_level.
+
+    `per_channel` gives each output channel (dimension 0) its own scale. `bits=8` is int8 (max_level
+    127); fewer bits give fewer levels in the same container. `step` fixes the scale in weight units (as
+    NNC's QP does), so that symbols are few and small; a tensor whose range would need more than
+    `max_level` steps gets the coarser scale max|w| / max_level instead of being clipped.
+    `rounding="gptq"` picks each weight's level on the same grid by error-compensating rounding
+    (vcwc.quant.gptq); the decoder is the same either way.
+    """
+
+    granularity: str = "per_tensor"
+    bits: int = 8
+    step: float | None = None
+    rounding: str = "nearest"
+
+    def __post_init__(self):
+        if self.granularity not in ("per_tensor", "per_channel"):
+            raise InputError(f"granularity must be 'per_tensor' or 'per_channel', got {self.granularity!r}")
+        if not 2 <= self.bits <= 8:
+            raise InputError(f"bits must be between 2 and 8, got {self.bits}")
+        if self.step is not None and not (self.step > 0 and np.isfinite(self.step)):
+            raise InputError(f"step must be a positive number, got {self.step}")
+        if self.rounding not in ("nearest", "gptq"):
+            raise InputError(f"rounding must be 'nearest' or 'gptq', got {self.rounding!r}")
+
+    @property
+    def max_level(self) -> int:
+        return 2 ** (self.bits - 1) - 1
+
+
+@dataclass(frozen=True)
+class Quantized:
+    symbols: np.ndarray  # int8, the tensor's shape
+    scales: np.ndarray  # float32: one per tensor, or one per output channel
+    config: QuantConfig
+
+
+def _row_blocks(rows: int, columns: int):
+    step = max(1, BLOCK_ELEMENTS // max(columns, 1))
+    for start in range(0, rows, step):
+        yield slice(start, min(rows, start + step))
+
+
+def check_finite(values: np.ndarray, name: str) -> None:
+    matrix = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
+    bad = sum(int((~np.isfinite(matrix[rows])).sum()) for rows in _row_blocks(*matrix.shape))
+    if bad:
+        raise InputError(f"tensor {name!r} holds {bad} NaN or infinite values; vcwc cannot quantize it")
+
+
+def scales_of(values: np.ndarray, config: QuantConfig) -> np.ndarray:
+    """float32 scales: the stored value is the one used to quantize, so dequantization reproduces it."""
+    matrix = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
+    if matrix.size == 0:
+        peaks = np.zeros(matrix.shape[0] if config.granularity == "per_channel" else 1)
+    else:
+        peaks = np.concatenate([np.abs(matrix[rows].astype(np.float64)).max(axis=1)
+                                for rows in _row_blocks(*matrix.shape)])
+        if config.granularity != "per_channel" or values.ndim == 0:
+            peaks = np.array([peaks.max()])
+    scales = peaks / config.max_level
+    if config.step is not None:
+        scales = np.maximum(scales, config.step)
+    return scales.astype(np.float32)
+
+
+def quantize(values: np.ndarray, config: QuantConfig, name: str = "tensor", input_moments=None) -> Quantized:
+    """Symbols and scales of one tensor (any float dtype). `input_moments` (vcwc.quant.noise) serve gptq
+    rounding; without them (a layer gptq does not serve) the tensor is rounded to nearest."""
+    values = np.asarray(values)
+    check_finite(values, name)
+    scales = scales_of(values, config)
+    if config.rounding == "gptq" and input_moments is not None and values.ndim >= 2:
+        from .gptq import gptq_levels
+
+        return Quantized(gptq_levels(values.astype(np.float64), scales, config.max_level, input_moments),
+                         scales, config)
+    divisors = np.where(scales > 0, scales, 1.0).astype(np.float64)
+    matrix = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
+    symbols = np.empty(matrix.shape, dtype=np.int8)
+    for rows in _row_blocks(*matrix.shape):
+        divisor = divisors[rows, None] if len(divisors) > 1 else divisors[0]
+        block = np.rint(matrix[rows].astype(np.float64) / divisor)
+        symbols[rows] = np.clip(block, -config.max_level, config.max_level)
+    return Quantized(symbols.reshape(values.shape), scales, config)
+
+
+def dequantize(symbols: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """float32 weights from integer symbols and their scales (one, or one per output channel)."""
+    values = symbols.astype(np.float32)
+    if len(scales) > 1:
+        return values * scales.reshape(-1, *([1] * (symbols.ndim - 1)))
+    return values * scales[0]
