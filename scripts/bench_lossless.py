@@ -1,4 +1,4 @@
-"""Lossless figures for issue 3: per codec, bits per coded weight beside zstd -19 of the same int8 symbols,
+"""Lossless figures: per codec, bits per coded weight beside zstd -19 of the same int8 symbols,
 file size against fp32, compress and decompress seconds.
 
 Models: ResNet-56 from the shared CIFAR-10 data and a torchvision-shaped ResNet-18 with random weights.
@@ -19,23 +19,25 @@ import numpy as np
 import torch
 import zstandard
 
+from common import shared_data_dir
+
 import vcwc
-from vcwc.architectures import build_model
-from vcwc.datasets import default_data_dir
-from vcwc.files import atomic_write, from_checkpoint
-from vcwc.pipeline import Selection
+from vcwc.codecs import ffmpeg
+from vcwc.files import atomic_write
+from vcwc.io import ModelSource, from_checkpoint
+from vcwc.models.build import build_model
 
 CODECS = ["x264", "x265", "aom", "svtav1"]
 
 
 def zstd_bits_per_weight(state_dict, per_channel: bool) -> float:
     """zstd -19 of all coded tensors' int8 symbols concatenated, plus their float32 scales."""
-    selection = Selection()
+    selection = vcwc.Selection()
     config = vcwc.QuantConfig("per_channel" if per_channel else "per_tensor")
     symbols, scales, count = [], [], 0
     for name, tensor in state_dict.items():
-        if selection.is_coded(name, tensor):
-            q = vcwc.quantize(tensor, config, name)
+        if selection.is_coded(name, tensor.is_floating_point(), tuple(tensor.shape)):
+            q = vcwc.quantize(tensor.numpy(), config, name)
             symbols.append(q.symbols.tobytes())
             scales.append(q.scales.astype("<f4").tobytes())
             count += q.symbols.size
@@ -44,14 +46,15 @@ def zstd_bits_per_weight(state_dict, per_channel: bool) -> float:
 
 
 def measure(name: str, model, granularity: str) -> list[dict]:
-    loaded = from_checkpoint(model) if not isinstance(model, vcwc.files.LoadedModel) else model
+    loaded = model if isinstance(model, ModelSource) else from_checkpoint(model)
+    state_dict = loaded.state_dict()
     per_channel = granularity == "per_channel"
-    fp32_bytes = sum(t.numel() * 4 for t in loaded.state_dict.values())
+    fp32_bytes = sum(t.numel() * 4 for t in state_dict.values())
     rows = []
-    zstd_bpw = zstd_bits_per_weight(loaded.state_dict, per_channel)
+    zstd_bpw = zstd_bits_per_weight(state_dict, per_channel)
     for codec in CODECS:
         start = time.perf_counter()
-        compressed = vcwc.compress(loaded, codec=codec, per_channel=per_channel)
+        compressed = vcwc.compress(loaded, vcwc.RECIPES["lossless"].with_changes(codec=codec, granularity=granularity))
         encode_seconds = time.perf_counter() - start
         start = time.perf_counter()
         vcwc.decompress(compressed.data)
@@ -82,14 +85,14 @@ def main():
     parser.add_argument("--data", type=Path, default=None, help="shared data folder (default $VCWC_DATA or ../shared/data)")
     parser.add_argument("--out", type=Path, default=Path("results/lossless"))
     args = parser.parse_args()
-    data = args.data or default_data_dir()
+    data = args.data or shared_data_dir()
     torch.manual_seed(0)
     models = {"cifar_resnet56": vcwc.load_model(data / "cifar10" / "resnet56-4bfd9763.th"),
               "resnet18 (random weights)": build_model("resnet18").state_dict()}
     rows = [row for name, model in models.items() for granularity in ("per_tensor", "per_channel")
             for row in measure(name, model, granularity)]
     args.out.mkdir(parents=True, exist_ok=True)
-    environment = {"vcwc": vcwc.__version__, "ffmpeg": vcwc.ffmpeg.version(vcwc.ffmpeg.find_ffmpeg()),
+    environment = {"vcwc": vcwc.__version__, "ffmpeg": ffmpeg.version(ffmpeg.find_ffmpeg()),
                    "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "numpy": np.__version__}
     atomic_write(args.out / "lossless.json", json.dumps({"environment": environment, "rows": rows}, indent=2).encode(),
                  force=True)

@@ -1,4 +1,4 @@
-"""Speed against NNCodec (issue 7, target 4): weights encoded and decoded per second, in one run.
+"""Speed against NNCodec: weights encoded and decoded per second, in one run.
 
 Warm process, model already in memory, median of --repeats (default 5) timed calls, for:
   - a torchvision-shaped ResNet-50 with random weights (25.5 M coded weights), and
@@ -28,15 +28,17 @@ from pathlib import Path
 
 import torch
 
+from common import coded, shared_data_dir
+
 import vcwc
-from vcwc.architectures import build_model
-from vcwc.datasets import default_data_dir
+from vcwc.codecs import ffmpeg
 from vcwc.errors import NNCodecUnavailable
-from vcwc.experiment import ffmpeg_version
-from vcwc.files import atomic_write, from_checkpoint, load_model
+from vcwc.files import atomic_write
+from vcwc.io import from_checkpoint, load_model
 from vcwc.metrics import entropy_bits
-from vcwc.pipeline import Selection
-from vcwc.quantize import QuantConfig, quantize, step_from_qp
+from vcwc.models.build import build_model
+from vcwc.quant.quantize import QuantConfig, quantize
+from vcwc.recipe import step_from_qp
 
 # (codec, preset, rounding). All with the data-free bias correction. The size targets' smallest files are
 # x264 at its default preset with gptq rounding; nearest rounding is the faster encoder of the same format.
@@ -50,11 +52,10 @@ ARCHS = {"ResNet-50 (random weights)": "resnet50", "ResNet-56 (CIFAR-10)": "cifa
 def entropy_bits_per_weight(state_dict: dict, step_qp: int) -> float:
     """Order-0 entropy of the fixed-step symbols, per tensor: a quick stand-in for the file size."""
     bits, count = 0.0, 0
-    for name, tensor in state_dict.items():
-        if Selection().is_coded(name, tensor):
-            symbols = quantize(tensor, QuantConfig(step=step_from_qp(step_qp)), name).symbols
-            bits += entropy_bits(symbols)
-            count += symbols.size
+    for name, tensor in coded(state_dict).items():
+        symbols = quantize(tensor.numpy(), QuantConfig(step=step_from_qp(step_qp)), name).symbols
+        bits += entropy_bits(symbols)
+        count += symbols.size
     return bits / count
 
 
@@ -74,10 +75,9 @@ def timed(function, repeats: int) -> tuple[float, object]:
 
 def measure_vcwc(loaded, arch: str, step_qp: int, codec: str, preset: str | None, rounding: str,
                  repeats: int) -> dict:
-    step = step_from_qp(step_qp)
-    encode_seconds, compressed = timed(lambda: vcwc.compress(loaded, codec=codec, step=step, preset=preset,
-                                                             bias_correction=True, rounding=rounding, arch=arch),
-                                    repeats)
+    recipe = vcwc.RECIPES["lossless"].with_changes(codec=codec, step_qp=step_qp, preset=preset,
+                                                   bias_correction="on", rounding=rounding)
+    encode_seconds, compressed = timed(lambda: vcwc.compress(loaded, recipe, arch=arch), repeats)
     decode_seconds, _ = timed(lambda: vcwc.decompress(compressed.data), repeats)
     report = compressed.size_report()
     method = f"vcwc {codec}" + (f" preset {preset}" if preset else "") + f", {rounding} rounding + bias correction"
@@ -91,9 +91,9 @@ NNCODEC_QP_OFFSET = -4
 
 
 def measure_nncodec(loaded, step_qp: int, repeats: int) -> dict:
-    from vcwc.nncodec import nncodec_roundtrip
+    from vcwc.bench.nncodec import nncodec_roundtrip
 
-    tensors = {n: t.float().numpy() for n, t in loaded.state_dict.items() if Selection().is_coded(n, t)}
+    tensors = {n: t.float().numpy() for n, t in coded(loaded.state_dict()).items()}
     result = nncodec_roundtrip(tensors, step_qp + NNCODEC_QP_OFFSET, repeats=repeats)
     weights = sum(t.size for t in tensors.values())
     return {"method": f"NNCodec {result.version} (dependent quantization, QP {step_qp + NNCODEC_QP_OFFSET})",
@@ -120,15 +120,15 @@ def main() -> int:
     resnet50 = from_checkpoint(build_model("resnet50").state_dict())
     models = [("ResNet-50 (random weights)", resnet50)]
     # Random weights with default BatchNorm statistics: bias correction still runs its full pass.
-    cifar = (args.data or default_data_dir()) / "cifar10" / "resnet56-4bfd9763.th"
+    cifar = (args.data or shared_data_dir()) / "cifar10" / "resnet56-4bfd9763.th"
     if cifar.exists():
         models.append(("ResNet-56 (CIFAR-10)", load_model(cifar)))
     else:
         print(f"{cifar} not found: ResNet-56 left out", file=sys.stderr)
     rows = []
     for model_name, loaded in models:
-        weights = sum(t.numel() for n, t in loaded.state_dict.items() if Selection().is_coded(n, t))
-        step_qp = pick_step_qp(loaded.state_dict, args.target_bpw)
+        weights = sum(t.numel() for t in coded(loaded.state_dict()).values())
+        step_qp = pick_step_qp(loaded.state_dict(), args.target_bpw)
         measured = [measure_vcwc(loaded, ARCHS[model_name], step_qp, codec, preset, rounding, args.repeats)
                     for codec, preset, rounding in OPERATING_POINTS]
         try:
@@ -145,7 +145,7 @@ def main() -> int:
         rows += measured
     startup = vcwc_startup_seconds(args.repeats)
     environment = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-                   "ffmpeg": ffmpeg_version(), "repeats": args.repeats}
+                   "ffmpeg": ffmpeg.version(ffmpeg.find_ffmpeg()), "repeats": args.repeats}
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / "speed.json", json.dumps({"environment": environment, "vcwc_startup_seconds": startup,
                                                       "rows": rows}, indent=1).encode(), force=True)

@@ -9,8 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from common import shared_data_dir
+
 from vcwc import cli
-from vcwc.datasets import default_data_dir
 
 MODELS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
 
@@ -20,7 +21,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path)
     parser.add_argument("--out", default="results/mobile")
     args = parser.parse_args()
-    folder = (args.data or default_data_dir()) / "cifar10"
+    folder = (args.data or shared_data_dir()) / "cifar10"
     specs = [f"{folder / file}:cifar_{name}:{folder / 'cifar10_test_lossless.npz'}" for name, file in MODELS.items()]
     return cli.main(["sweep", "--models", *specs, "--codecs", "x264,mobile-h264,x265,mobile-hevc",
                      "--qps", "8,12,16,20,24,28,32", "--granularity", "per_tensor",

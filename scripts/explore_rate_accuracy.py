@@ -22,13 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
-from vcwc import ffmpeg, layout
-from vcwc.codecs import EncoderSettings, get_codec
-from vcwc.datasets import default_data_dir, load_dataset
-from vcwc.experiment import ModelUnderTest, coded_snr_db
-from vcwc.files import atomic_write, load_model
-from vcwc.pipeline import TensorPlan, decompress, encode_plans
-from vcwc.quantize import QuantConfig
+from common import coded, shared_data_dir
+
+import vcwc
+from vcwc.bench.experiment import ModelUnderTest, coded_snr_db
+from vcwc.codecs import EncoderSettings, ffmpeg, get_codec
+from vcwc.eval.datasets import load_dataset
+from vcwc.files import atomic_write
+from vcwc.format import layout
+from vcwc.io import load_model
+from vcwc.quant.quantize import QuantConfig, quantize
+from vcwc.recipe import qp_from_step
 
 FILES = {"resnet20": "resnet20-12fca82f.th", "resnet32": "resnet32-d509ac18.th",
          "resnet44": "resnet44-014dd654.th", "resnet56": "resnet56-4bfd9763.th"}
@@ -38,16 +42,17 @@ LOSSY_QPS = {"x265": (8, 12, 16, 20), "aom": (8, 16, 24)}
 
 def measure(subject: ModelUnderTest, label: str, codec: str, qp: int | None, quant: QuantConfig,
             arrangement: str = "rows") -> dict:
-    state = subject.loaded.state_dict
-    plans = {name: TensorPlan(name, get_codec(codec), EncoderSettings(qp=qp), quant, arrangement)
-             for name, tensor in state.items() if subject.selection.is_coded(name, tensor)}
-    compressed = encode_plans(subject.loaded, plans)
-    reconstructed = decompress(compressed.data)
+    state = subject.state_dict
+    recipe = vcwc.RECIPES["lossless"].with_changes(
+        codec=codec, qp=qp, bits=quant.bits, arrangement=arrangement,
+        step_qp=None if quant.step is None else qp_from_step(quant.step))
+    compressed = vcwc.compress(subject.loaded, recipe)
+    reconstructed = vcwc.decompress(compressed.data)
     report = compressed.size_report()
     result = subject.score(reconstructed)
     row = {"model": subject.name, "direction": label, "codec": codec, "qp": qp, "step": quant.step,
            "arrangement": arrangement, "bits_per_weight": report.bits_per_weight,
-           "weight_snr_db": coded_snr_db(state, reconstructed, subject.selection),
+           "weight_snr_db": coded_snr_db(state, reconstructed, subject.is_coded),
            "top1": result.top1, "top1_change": result.top1 - subject.original.top1,
            "agreement": result.agreement, "mean_kl": result.mean_kl, "images": result.n_images}
     print(f"{subject.name} {label} {codec} qp={qp} step={quant.step}: {row['bits_per_weight']:.3f} bpw, "
@@ -59,12 +64,8 @@ def sorted_channel_bits(subject: ModelUnderTest, codec_name: str, step: float) -
     """Bits per weight of fixed-step symbols with channels sorted by magnitude, kernels as k x k blocks."""
     quant = QuantConfig(step=step)
     matrices, permutation_bits, weights = [], 0, 0
-    from vcwc.quantize import quantize
-
-    for name, tensor in subject.loaded.state_dict.items():
-        if not subject.selection.is_coded(name, tensor):
-            continue
-        symbols = quantize(tensor, quant, name).symbols
+    for name, tensor in coded(subject.state_dict).items():
+        symbols = quantize(tensor.numpy(), quant, name).symbols
         weights += symbols.size
         magnitude = np.abs(symbols.astype(np.float64))
         symbols = symbols[np.argsort(-magnitude.reshape(len(symbols), -1).mean(1), kind="stable")]
@@ -93,7 +94,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path)
     parser.add_argument("--out", type=Path, default=Path("results/rate_accuracy"))
     args = parser.parse_args()
-    folder = (args.data or default_data_dir()) / "cifar10"
+    folder = (args.data or shared_data_dir()) / "cifar10"
     dataset = load_dataset(folder / "cifar10_test_jpeg.npz", limit=args.limit)
     rows = []
     for name in args.models:

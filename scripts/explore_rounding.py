@@ -25,12 +25,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vcwc.datasets import default_data_dir, load_dataset
-from vcwc.experiment import ModelUnderTest
-from vcwc.files import atomic_write, load_model
+from common import coded as coded_tensors
+from common import shared_data_dir
+
+from vcwc.bench.experiment import ModelUnderTest
+from vcwc.eval.datasets import load_dataset
+from vcwc.files import atomic_write
+from vcwc.io import load_model
 from vcwc.metrics import entropy_bits
-from vcwc.pipeline import estimate_correction
-from vcwc.quantize import step_from_qp
+from vcwc.models.build import resolve
+from vcwc.pipeline.methods import prepare
+from vcwc.recipe import step_from_qp
 
 FILES = {"resnet20": "resnet20-12fca82f.th", "resnet32": "resnet32-d509ac18.th",
          "resnet44": "resnet44-014dd654.th", "resnet56": "resnet56-4bfd9763.th"}
@@ -66,15 +71,15 @@ def main() -> int:
     parser.add_argument("--qps", type=int, nargs="+", default=[-20, -19, -18, -17, -16])
     parser.add_argument("--out", type=Path, default=Path("results/rate_accuracy"))
     args = parser.parse_args()
-    folder = (args.data or default_data_dir()) / "cifar10"
+    folder = (args.data or shared_data_dir()) / "cifar10"
     calibration = load_dataset(folder / "cifar10_train_lossless_subset.npz", limit=args.limit)
     rows = []
     for model in args.models:
         loaded = load_model(folder / FILES[model])
         subject = ModelUnderTest(model, loaded, f"cifar_{model}", calibration)
-        state = loaded.state_dict
-        coded = [name for name, tensor in state.items() if subject.selection.is_coded(name, tensor)]
-        correction = estimate_correction(loaded, coded, subject.arch)
+        state = subject.state_dict
+        coded = list(coded_tensors(state))
+        correction = prepare(loaded, coded, resolve(subject.arch), "nearest", bias_correction=True).correction
         for qp in args.qps:
             step = step_from_qp(qp)
             for scheme, parameter in SCHEMES:

@@ -1,6 +1,6 @@
 """Regenerate results/cifar10/: the four CIFAR-10 ResNets from the shared data, every software codec,
 per-tensor and per-channel scales, lossless and a QP ladder, against the plain baselines; then the
-rate-accuracy comparison of issue 7: the fixed-step quantizer (x264 and aom lossless on the symbols;
+rate-accuracy comparison: the fixed-step quantizer (x264 and aom lossless on the symbols;
 without and with the data-free bias correction and gptq rounding) at step QPs in steps of 1, against
 NNCodec at its QPs in steps of 1 around its knee (if it is set up,
 scripts/setup_nncodec.sh), all on the 10,000-image test file.
@@ -20,10 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-from vcwc.datasets import default_data_dir
-from vcwc.demo import SOFTWARE_CODECS
-from vcwc.sweep import ModelSpec, Sweep, knee_points, plan_points
-from vcwc.sweep_report import write_report
+from common import shared_data_dir
+
+from vcwc.bench.names import SOFTWARE_CODECS
+from vcwc.bench.sweep import ModelSpec, Point, Sweep, knee_points, plan_points
+from vcwc.bench.sweep_report import write_report
 
 MODELS = {"resnet20": "resnet20-12fca82f.th", "resnet32": "resnet32-d509ac18.th",
           "resnet44": "resnet44-014dd654.th", "resnet56": "resnet56-4bfd9763.th"}
@@ -49,7 +50,7 @@ def main() -> int:
     parser.add_argument("-j", "--jobs", type=int, default=1)
     parser.add_argument("--no-nncodec", action="store_true", help="leave out the NNCodec ladder")
     args = parser.parse_args()
-    folder = (args.data or default_data_dir()) / "cifar10"
+    folder = (args.data or shared_data_dir()) / "cifar10"
     jpeg, lossless = folder / "cifar10_test_jpeg.npz", folder / "cifar10_test_lossless.npz"
     on_jpeg = [ModelSpec(name, str(folder / file), f"cifar_{name}", str(jpeg)) for name, file in MODELS.items()]
     on_lossless = [ModelSpec(f"{name} (846 lossless images)", str(folder / file), f"cifar_{name}", str(lossless))
@@ -70,7 +71,7 @@ def main() -> int:
             sweep.run(plan_points([spec], [], [], baselines=(), nncodec_qps=NNCODEC_QPS[spec.name]))
     print(f"fixed-step and NNCodec ladders done in {time.time() - start:.0f} s", file=sys.stderr)
     by_name = {spec.path: spec for spec in on_lossless}
-    sweep.run([type(p)(by_name[p.model.path], p.method, p.granularity, p.qp, None, p.options) for p in chosen])
+    sweep.run([Point(by_name[p.model.path], p.method, p.recipe, p.nncodec_qp) for p in chosen])
     paths = write_report(args.out)
     print(f"done in {time.time() - start:.0f} s: {', '.join(map(str, paths.values()))}", file=sys.stderr)
     return 0

@@ -19,12 +19,14 @@ import sys
 import time
 from pathlib import Path
 
+from common import shared_data_dir
+
 import vcwc
-from vcwc.datasets import default_data_dir, load_dataset
-from vcwc.experiment import ModelUnderTest
-from vcwc.files import atomic_write, load_model
-from vcwc.quantize import step_from_qp
-from vcwc.target import search
+from vcwc.bench.experiment import ModelUnderTest
+from vcwc.bench.target import search
+from vcwc.eval.datasets import load_dataset
+from vcwc.files import atomic_write
+from vcwc.io import load_model
 
 MODELS = {"resnet20": "resnet20-12fca82f.th", "resnet32": "resnet32-d509ac18.th",
           "resnet44": "resnet44-014dd654.th", "resnet56": "resnet56-4bfd9763.th"}
@@ -41,7 +43,7 @@ def main() -> int:
     parser.add_argument("--rounding", choices=["nearest", "gptq"], default="gptq")
     parser.add_argument("--out", type=Path, default=Path("results/cifar10"))
     args = parser.parse_args()
-    folder = (args.data or default_data_dir()) / "cifar10"
+    folder = (args.data or shared_data_dir()) / "cifar10"
     calibration = load_dataset(folder / "cifar10_train_lossless_subset.npz", limit=args.calibration_limit)
     test = load_dataset(folder / "cifar10_test_jpeg.npz")
     rows = []
@@ -55,9 +57,10 @@ def main() -> int:
                               rounding=args.rounding, progress=True)
             search_seconds = time.perf_counter() - start
             best = searched.best
-            steps = {n: step_from_qp(q) for n, q in best.step_qps.items()}
-            compressed = vcwc.compress(loaded, codec=CODEC, step=steps, bias_correction=True, rounding=args.rounding,
-                                       arch=arch)
+            overrides = tuple(vcwc.TensorOverride(name=n, step_qp=q) for n, q in best.step_qps.items())
+            recipe = vcwc.RECIPES["lossless"].with_changes(codec=CODEC, bias_correction="on", rounding=args.rounding,
+                                                           overrides=overrides)
+            compressed = vcwc.compress(loaded, recipe, arch=arch)
             result = subject.score(vcwc.decompress(compressed.data))
             report = compressed.size_report()
             row = {"model": name, "target_drop": budget, "evaluations": searched.evaluations,

@@ -21,9 +21,10 @@ from safetensors.torch import save_file
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from vcwc.architectures import build_model, get_architecture
-from vcwc.datasets import Dataset, to_tensor
-from vcwc.evaluate import evaluate
+from vcwc.models.build import build_model, resolve
+from vcwc.models.registry import get_architecture
+from vcwc.eval.datasets import Dataset, to_tensor
+from vcwc.eval.classification import evaluate
 from vcwc.files import atomic_write
 
 ARCH = "digits_resnet"
@@ -51,7 +52,7 @@ def check_registry_normalisation(train_images: np.ndarray) -> None:
     preprocess = get_architecture(ARCH).preprocess
     if (mean,) != preprocess.mean or (std,) != preprocess.std:
         raise SystemExit(
-            f"vcwc/architectures.py has DIGITS_MEAN={preprocess.mean}, DIGITS_STD={preprocess.std}; "
+            f"vcwc/models/registry.py has DIGITS_MEAN={preprocess.mean}, DIGITS_STD={preprocess.std}; "
             f"set them to ({mean},) and ({std},)"
         )
 
@@ -66,7 +67,7 @@ def shift_randomly(x: torch.Tensor, background: float, generator: torch.Generato
 def train(train_set: Dataset) -> torch.nn.Module:
     generator = torch.Generator().manual_seed(SEED)
     spec = get_architecture(ARCH)
-    model = spec.build()
+    model = resolve(ARCH).build()
     inputs = to_tensor(train_set.images, spec.preprocess)
     background = -spec.preprocess.mean[0] / spec.preprocess.std[0]  # a black pixel after normalisation
     labels = torch.from_numpy(train_set.labels)

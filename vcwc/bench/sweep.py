@@ -327,7 +327,7 @@ def load_records(out: Path) -> list[dict]:
     baseline_order = {name: index for index, name in enumerate(BASELINES)}
     return sorted(records, key=lambda r: (r["model"], r.get("eval_limit") or 0, r["method"] not in baseline_order,
                                           baseline_order.get(r["method"], 0), r["method"], r["granularity"],
-                                          -1 if r["qp"] is None else r["qp"], r["key"]))
+                                          -1 if r["qp"] is None else r["qp"], r.get("correction") or "", r["key"]))
 
 
 def knee_points(screened: list[dict], points: list[Point], threshold: float = 99.0,
