@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import coded, shared_data_dir
 
 import vcwc
@@ -44,8 +43,13 @@ from vcwc.recipe import step_from_qp
 # x264 at its default preset with gptq rounding; nearest rounding is the faster encoder of the same format.
 # Speed operating points: superfast (same symbols, lossless, size within about 1%) and ultrafast (CAVLC
 # instead of CABAC: faster decoding for about 13% more bits); SVT-AV1 shows an AV1 path decoded by dav1d.
-OPERATING_POINTS = [("x264", None, "gptq"), ("x264", None, "nearest"), ("x264", "superfast", "nearest"),
-                    ("x264", "ultrafast", "nearest"), ("svtav1", "12", "nearest")]
+OPERATING_POINTS = [
+    ("x264", None, "gptq"),
+    ("x264", None, "nearest"),
+    ("x264", "superfast", "nearest"),
+    ("x264", "ultrafast", "nearest"),
+    ("svtav1", "12", "nearest"),
+]
 ARCHS = {"ResNet-50 (random weights)": "resnet50", "ResNet-56 (CIFAR-10)": "cifar_resnet56"}
 
 
@@ -73,16 +77,20 @@ def timed(function, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def measure_vcwc(loaded, arch: str, step_qp: int, codec: str, preset: str | None, rounding: str,
-                 repeats: int) -> dict:
-    recipe = vcwc.RECIPES["lossless"].with_changes(codec=codec, step_qp=step_qp, preset=preset,
-                                                   bias_correction="on", rounding=rounding)
+def measure_vcwc(loaded, arch: str, step_qp: int, codec: str, preset: str | None, rounding: str, repeats: int) -> dict:
+    recipe = vcwc.RECIPES["lossless"].with_changes(
+        codec=codec, step_qp=step_qp, preset=preset, bias_correction="on", rounding=rounding
+    )
     encode_seconds, compressed = timed(lambda: vcwc.compress(loaded, recipe, arch=arch), repeats)
     decode_seconds, _ = timed(lambda: vcwc.decompress(compressed.data), repeats)
     report = compressed.size_report()
     method = f"vcwc {codec}" + (f" preset {preset}" if preset else "") + f", {rounding} rounding + bias correction"
-    return {"method": method, "bits_per_weight": report.bits_per_weight, "encode_seconds": encode_seconds,
-            "decode_seconds": decode_seconds}
+    return {
+        "method": method,
+        "bits_per_weight": report.bits_per_weight,
+        "encode_seconds": encode_seconds,
+        "decode_seconds": decode_seconds,
+    }
 
 
 # With dependent quantization NNCodec's reconstruction levels at QP q sit about 2^(q/4) apart but each of
@@ -96,10 +104,13 @@ def measure_nncodec(loaded, step_qp: int, repeats: int) -> dict:
     tensors = {n: t.float().numpy() for n, t in coded(loaded.state_dict()).items()}
     result = nncodec_roundtrip(tensors, step_qp + NNCODEC_QP_OFFSET, repeats=repeats)
     weights = sum(t.size for t in tensors.values())
-    return {"method": f"NNCodec {result.version} (dependent quantization, QP {step_qp + NNCODEC_QP_OFFSET})",
-            "bits_per_weight": 8 * result.bitstream_bytes / weights,
-            "encode_seconds": statistics.median(result.encode_times),
-            "decode_seconds": statistics.median(result.decode_times), "startup_seconds": result.startup_seconds}
+    return {
+        "method": f"NNCodec {result.version} (dependent quantization, QP {step_qp + NNCODEC_QP_OFFSET})",
+        "bits_per_weight": 8 * result.bitstream_bytes / weights,
+        "encode_seconds": statistics.median(result.encode_times),
+        "decode_seconds": statistics.median(result.decode_times),
+        "startup_seconds": result.startup_seconds,
+    }
 
 
 def vcwc_startup_seconds(repeats: int) -> float:
@@ -112,8 +123,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="shared data folder (default $VCWC_DATA or ../shared/data)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--target-bpw", type=float, default=3.3,
-                        help="pick the step QP whose symbols' entropy is nearest this (default 3.3)")
+    parser.add_argument(
+        "--target-bpw",
+        type=float,
+        default=3.3,
+        help="pick the step QP whose symbols' entropy is nearest this (default 3.3)",
+    )
     parser.add_argument("--out", type=Path, default=Path("results/speed"))
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -129,26 +144,43 @@ def main() -> int:
     for model_name, loaded in models:
         weights = sum(t.numel() for t in coded(loaded.state_dict()).values())
         step_qp = pick_step_qp(loaded.state_dict(), args.target_bpw)
-        measured = [measure_vcwc(loaded, ARCHS[model_name], step_qp, codec, preset, rounding, args.repeats)
-                    for codec, preset, rounding in OPERATING_POINTS]
+        measured = [
+            measure_vcwc(loaded, ARCHS[model_name], step_qp, codec, preset, rounding, args.repeats)
+            for codec, preset, rounding in OPERATING_POINTS
+        ]
         try:
             measured.append(measure_nncodec(loaded, step_qp, args.repeats))
         except NNCodecUnavailable as exc:
             print(f"NNCodec left out: {exc}", file=sys.stderr)
         for row in measured:
-            row.update(model=model_name, coded_weights=weights, step_qp=step_qp,
-                       encode_weights_per_second=weights / row["encode_seconds"],
-                       decode_weights_per_second=weights / row["decode_seconds"])
-            print(f"{model_name}: {row['method']}: {row['bits_per_weight']:.3f} bpw, encode "
-                  f"{row['encode_weights_per_second'] / 1e6:.2f} M/s, decode {row['decode_weights_per_second'] / 1e6:.2f} M/s",
-                  file=sys.stderr, flush=True)
+            row.update(
+                model=model_name,
+                coded_weights=weights,
+                step_qp=step_qp,
+                encode_weights_per_second=weights / row["encode_seconds"],
+                decode_weights_per_second=weights / row["decode_seconds"],
+            )
+            print(
+                f"{model_name}: {row['method']}: {row['bits_per_weight']:.3f} bpw, encode "
+                f"{row['encode_weights_per_second'] / 1e6:.2f} M/s, decode {row['decode_weights_per_second'] / 1e6:.2f} M/s",
+                file=sys.stderr,
+                flush=True,
+            )
         rows += measured
     startup = vcwc_startup_seconds(args.repeats)
-    environment = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-                   "ffmpeg": ffmpeg.version(ffmpeg.find_ffmpeg()), "repeats": args.repeats}
+    environment = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "ffmpeg": ffmpeg.version(ffmpeg.find_ffmpeg()),
+        "repeats": args.repeats,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "speed.json", json.dumps({"environment": environment, "vcwc_startup_seconds": startup,
-                                                      "rows": rows}, indent=1).encode(), force=True)
+    atomic_write(
+        args.out / "speed.json",
+        json.dumps({"environment": environment, "vcwc_startup_seconds": startup, "rows": rows}, indent=1).encode(),
+        force=True,
+    )
     text = markdown(rows, startup, environment)
     atomic_write(args.out / "speed.md", text.encode(), force=True)
     print(text)
@@ -156,25 +188,42 @@ def main() -> int:
 
 
 def markdown(rows: list[dict], startup: float, environment: dict) -> str:
-    lines = [f"Median of {environment['repeats']} timed calls in a warm process, model in memory; "
-             f"{environment['cpus']} CPUs, {environment['ffmpeg']}. vcwc: one fixed step for every tensor "
-             "(step QP), the codec lossless on the symbols; NNCodec 4 QPs lower, at a similar size. "
-             "Ratios are against NNCodec on the same model.", "",
-             "| model | method | step QP | bits/weight | encode M weights/s | decode M weights/s | "
-             "encode vs NNCodec | decode vs NNCodec |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Median of {environment['repeats']} timed calls in a warm process, model in memory; "
+        f"{environment['cpus']} CPUs, {environment['ffmpeg']}. vcwc: one fixed step for every tensor "
+        "(step QP), the codec lossless on the symbols; NNCodec 4 QPs lower, at a similar size. "
+        "Ratios are against NNCodec on the same model.",
+        "",
+        "| model | method | step QP | bits/weight | encode M weights/s | decode M weights/s | "
+        "encode vs NNCodec | decode vs NNCodec |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         reference = next((r for r in rows if r["model"] == row["model"] and r["method"].startswith("NNCodec")), None)
-        ratios = ("-", "-") if reference is None else (
-            f"{row['encode_weights_per_second'] / reference['encode_weights_per_second']:.1f}x",
-            f"{row['decode_weights_per_second'] / reference['decode_weights_per_second']:.1f}x")
-        lines.append(f"| {row['model']} | {row['method']} | {row['step_qp']} | {row['bits_per_weight']:.3f} | "
-                     f"{row['encode_weights_per_second'] / 1e6:.2f} | {row['decode_weights_per_second'] / 1e6:.2f} | "
-                     f"{ratios[0]} | {ratios[1]} |")
+        ratios = (
+            ("-", "-")
+            if reference is None
+            else (
+                f"{row['encode_weights_per_second'] / reference['encode_weights_per_second']:.1f}x",
+                f"{row['decode_weights_per_second'] / reference['decode_weights_per_second']:.1f}x",
+            )
+        )
+        lines.append(
+            f"| {row['model']} | {row['method']} | {row['step_qp']} | {row['bits_per_weight']:.3f} | "
+            f"{row['encode_weights_per_second'] / 1e6:.2f} | {row['decode_weights_per_second'] / 1e6:.2f} | "
+            f"{ratios[0]} | {ratios[1]} |"
+        )
     nncodec_startup = [r["startup_seconds"] for r in rows if "startup_seconds" in r]
-    lines += ["", f"Process start-up, paid once by every command-line run and not in the rates above: vcwc "
-              f"{startup:.2f} s (`python -c 'import vcwc.cli'`, median)"
-              + (f"; NNCodec {statistics.median(nncodec_startup):.2f} s (its worker's interpreter and imports)."
-                 if nncodec_startup else ".")]
+    lines += [
+        "",
+        f"Process start-up, paid once by every command-line run and not in the rates above: vcwc "
+        f"{startup:.2f} s (`python -c 'import vcwc.cli'`, median)"
+        + (
+            f"; NNCodec {statistics.median(nncodec_startup):.2f} s (its worker's interpreter and imports)."
+            if nncodec_startup
+            else "."
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 

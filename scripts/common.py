@@ -19,5 +19,8 @@ def shared_data_dir() -> Path:
 
 def coded(state_dict: dict, selection: Selection = Selection()) -> dict:
     """The tensors of a state dict that a recipe with this selection codes (torch tensors)."""
-    return {name: tensor for name, tensor in state_dict.items()
-            if selection.is_coded(name, tensor.is_floating_point(), tuple(tensor.shape))}
+    return {
+        name: tensor
+        for name, tensor in state_dict.items()
+        if selection.is_coded(name, tensor.is_floating_point(), tuple(tensor.shape))
+    }

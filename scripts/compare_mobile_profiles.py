@@ -23,9 +23,23 @@ def main() -> int:
     args = parser.parse_args()
     folder = (args.data or shared_data_dir()) / "cifar10"
     specs = [f"{folder / file}:cifar_{name}:{folder / 'cifar10_test_lossless.npz'}" for name, file in MODELS.items()]
-    return cli.main(["sweep", "--models", *specs, "--codecs", "x264,mobile-h264,x265,mobile-hevc",
-                     "--qps", "8,12,16,20,24,28,32", "--granularity", "per_tensor",
-                     "--baselines", "int8_zstd_per_tensor", "--out", args.out])
+    return cli.main(
+        [
+            "sweep",
+            "--models",
+            *specs,
+            "--codecs",
+            "x264,mobile-h264,x265,mobile-hevc",
+            "--qps",
+            "8,12,16,20,24,28,32",
+            "--granularity",
+            "per_tensor",
+            "--baselines",
+            "int8_zstd_per_tensor",
+            "--out",
+            args.out,
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from common import coded, shared_data_dir
 
 import vcwc
@@ -34,29 +33,52 @@ from vcwc.io import load_model
 from vcwc.quant.quantize import QuantConfig, quantize
 from vcwc.recipe import qp_from_step
 
-FILES = {"resnet20": "resnet20-12fca82f.th", "resnet32": "resnet32-d509ac18.th",
-         "resnet44": "resnet44-014dd654.th", "resnet56": "resnet56-4bfd9763.th"}
+FILES = {
+    "resnet20": "resnet20-12fca82f.th",
+    "resnet32": "resnet32-d509ac18.th",
+    "resnet44": "resnet44-014dd654.th",
+    "resnet56": "resnet56-4bfd9763.th",
+}
 STEP_EXPONENTS = (-26, -24, -22, -20, -18)  # step = 2 ** (e / 4) in weight units, as NNCodec's qp
 LOSSY_QPS = {"x265": (8, 12, 16, 20), "aom": (8, 16, 24)}
 
 
-def measure(subject: ModelUnderTest, label: str, codec: str, qp: int | None, quant: QuantConfig,
-            arrangement: str = "rows") -> dict:
+def measure(
+    subject: ModelUnderTest, label: str, codec: str, qp: int | None, quant: QuantConfig, arrangement: str = "rows"
+) -> dict:
     state = subject.state_dict
     recipe = vcwc.RECIPES["lossless"].with_changes(
-        codec=codec, qp=qp, bits=quant.bits, arrangement=arrangement,
-        step_qp=None if quant.step is None else qp_from_step(quant.step))
+        codec=codec,
+        qp=qp,
+        bits=quant.bits,
+        arrangement=arrangement,
+        step_qp=None if quant.step is None else qp_from_step(quant.step),
+    )
     compressed = vcwc.compress(subject.loaded, recipe)
     reconstructed = vcwc.decompress(compressed.data)
     report = compressed.size_report()
     result = subject.score(reconstructed)
-    row = {"model": subject.name, "direction": label, "codec": codec, "qp": qp, "step": quant.step,
-           "arrangement": arrangement, "bits_per_weight": report.bits_per_weight,
-           "weight_snr_db": coded_snr_db(state, reconstructed, subject.is_coded),
-           "top1": result.top1, "top1_change": result.top1 - subject.original.top1,
-           "agreement": result.agreement, "mean_kl": result.mean_kl, "images": result.n_images}
-    print(f"{subject.name} {label} {codec} qp={qp} step={quant.step}: {row['bits_per_weight']:.3f} bpw, "
-          f"agreement {row['agreement']:.2f}, KL {row['mean_kl']:.4f}", file=sys.stderr, flush=True)
+    row = {
+        "model": subject.name,
+        "direction": label,
+        "codec": codec,
+        "qp": qp,
+        "step": quant.step,
+        "arrangement": arrangement,
+        "bits_per_weight": report.bits_per_weight,
+        "weight_snr_db": coded_snr_db(state, reconstructed, subject.is_coded),
+        "top1": result.top1,
+        "top1_change": result.top1 - subject.original.top1,
+        "agreement": result.agreement,
+        "mean_kl": result.mean_kl,
+        "images": result.n_images,
+    }
+    print(
+        f"{subject.name} {label} {codec} qp={qp} step={quant.step}: {row['bits_per_weight']:.3f} bpw, "
+        f"agreement {row['agreement']:.2f}, KL {row['mean_kl']:.4f}",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
@@ -102,31 +124,53 @@ def main() -> int:
         for codec, qps in LOSSY_QPS.items():
             rows += [measure(subject, "int8 max scale, lossy codec", codec, qp, QuantConfig()) for qp in qps]
         for codec in ("x265", "aom", "x264"):
-            rows += [measure(subject, "fixed step, lossless codec", codec, None, QuantConfig(step=2 ** (e / 4)))
-                     for e in STEP_EXPONENTS]
-        rows.append(measure(subject, "fixed step, lossless codec", "x265", None, QuantConfig(step=2 ** (-22 / 4)),
-                            "kernel_blocks"))
-        unsorted = {(r["codec"], r["step"]): r for r in rows
-                    if r["model"] == name and r["direction"] == "fixed step, lossless codec" and r["arrangement"] == "rows"}
+            rows += [
+                measure(subject, "fixed step, lossless codec", codec, None, QuantConfig(step=2 ** (e / 4)))
+                for e in STEP_EXPONENTS
+            ]
+        rows.append(
+            measure(
+                subject, "fixed step, lossless codec", "x265", None, QuantConfig(step=2 ** (-22 / 4)), "kernel_blocks"
+            )
+        )
+        unsorted = {
+            (r["codec"], r["step"]): r
+            for r in rows
+            if r["model"] == name and r["direction"] == "fixed step, lossless codec" and r["arrangement"] == "rows"
+        }
         for codec in ("aom", "x264"):
             for e in STEP_EXPONENTS:
                 base = unsorted[(codec, 2 ** (e / 4))]
                 bits = sorted_channel_bits(subject, codec, 2 ** (e / 4))
-                rows.append({**base, "direction": "fixed step, sorted channels, lossless codec",
-                             "arrangement": "kernel_blocks", "bits_per_weight": bits})
-                print(f"{name} sorted {codec} step 2^({e}/4): {bits:.3f} bpw (unsorted {base['bits_per_weight']:.3f})",
-                      file=sys.stderr, flush=True)
+                rows.append(
+                    {
+                        **base,
+                        "direction": "fixed step, sorted channels, lossless codec",
+                        "arrangement": "kernel_blocks",
+                        "bits_per_weight": bits,
+                    }
+                )
+                print(
+                    f"{name} sorted {codec} step 2^({e}/4): {bits:.3f} bpw (unsorted {base['bits_per_weight']:.3f})",
+                    file=sys.stderr,
+                    flush=True,
+                )
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / "explore.json", json.dumps(rows, indent=1).encode(), force=True)
-    lines = [f"Agreement and KL on {args.limit:,} class-balanced images of cifar10_test_jpeg.npz.", "",
-             "| model | direction | codec | QP | step | arrangement | bits/weight | weight SNR dB | agreement % | mean KL | top-1 change |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Agreement and KL on {args.limit:,} class-balanced images of cifar10_test_jpeg.npz.",
+        "",
+        "| model | direction | codec | QP | step | arrangement | bits/weight | weight SNR dB | agreement % | mean KL | top-1 change |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         step = "-" if r["step"] is None else f"{r['step']:.4f}"
-        lines.append(f"| {r['model']} | {r['direction']} | {r['codec']} | {'lossless' if r['qp'] is None else r['qp']} | "
-                     f"{step} | {r['arrangement']} | "
-                     f"{r['bits_per_weight']:.3f} | {r['weight_snr_db']:.1f} | {r['agreement']:.2f} | "
-                     f"{r['mean_kl']:.4f} | {r['top1_change']:+.2f} |")
+        lines.append(
+            f"| {r['model']} | {r['direction']} | {r['codec']} | {'lossless' if r['qp'] is None else r['qp']} | "
+            f"{step} | {r['arrangement']} | "
+            f"{r['bits_per_weight']:.3f} | {r['weight_snr_db']:.1f} | {r['agreement']:.2f} | "
+            f"{r['mean_kl']:.4f} | {r['top1_change']:+.2f} |"
+        )
     atomic_write(args.out / "explore.md", ("\n".join(lines) + "\n").encode(), force=True)
     print("\n".join(lines))
     return 0

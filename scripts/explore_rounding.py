@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import coded as coded_tensors
 from common import shared_data_dir
 
@@ -37,8 +36,12 @@ from vcwc.models.build import resolve
 from vcwc.pipeline.methods import prepare
 from vcwc.recipe import step_from_qp
 
-FILES = {"resnet20": "resnet20-12fca82f.th", "resnet32": "resnet32-d509ac18.th",
-         "resnet44": "resnet44-014dd654.th", "resnet56": "resnet56-4bfd9763.th"}
+FILES = {
+    "resnet20": "resnet20-12fca82f.th",
+    "resnet32": "resnet32-d509ac18.th",
+    "resnet44": "resnet44-014dd654.th",
+    "resnet56": "resnet56-4bfd9763.th",
+}
 SCHEMES = [("nearest", 0.0), ("deadzone", 0.1), ("deadzone", 0.2), ("ecsq", 0.05), ("ecsq", 0.1), ("ecsq", 0.2)]
 
 
@@ -90,20 +93,37 @@ def main() -> int:
                     weights[name] = torch.from_numpy(levels * step).to(state[name].dtype)
                 rebuilt = {**state, **weights, **correction.corrected(state, weights)}
                 result = subject.score(rebuilt)
-                row = {"model": model, "step_qp": qp, "scheme": scheme, "parameter": parameter,
-                       "entropy_bits_per_weight": bits / subject.coded_weights, "agreement": result.agreement,
-                       "mean_kl": result.mean_kl, "images": result.n_images}
-                print(f"{model} QP {qp} {scheme} {parameter}: {row['entropy_bits_per_weight']:.3f} bpw, "
-                      f"agreement {row['agreement']:.2f}, KL {row['mean_kl']:.4f}", file=sys.stderr, flush=True)
+                row = {
+                    "model": model,
+                    "step_qp": qp,
+                    "scheme": scheme,
+                    "parameter": parameter,
+                    "entropy_bits_per_weight": bits / subject.coded_weights,
+                    "agreement": result.agreement,
+                    "mean_kl": result.mean_kl,
+                    "images": result.n_images,
+                }
+                print(
+                    f"{model} QP {qp} {scheme} {parameter}: {row['entropy_bits_per_weight']:.3f} bpw, "
+                    f"agreement {row['agreement']:.2f}, KL {row['mean_kl']:.4f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / "rounding.json", json.dumps(rows, indent=1).encode(), force=True)
-    lines = [f"Rounding schemes on the fixed-step recipe with bias correction; {args.limit} calibration images "
-             "(training subset); bits are the symbols' order-0 entropy per tensor.", "",
-             "| model | step QP | scheme | parameter | bits/weight | agreement % | mean KL |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['step_qp']} | {r['scheme']} | {r['parameter']} | "
-              f"{r['entropy_bits_per_weight']:.3f} | {r['agreement']:.2f} | {r['mean_kl']:.4f} |" for r in rows]
+    lines = [
+        f"Rounding schemes on the fixed-step recipe with bias correction; {args.limit} calibration images "
+        "(training subset); bits are the symbols' order-0 entropy per tensor.",
+        "",
+        "| model | step QP | scheme | parameter | bits/weight | agreement % | mean KL |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | {r['step_qp']} | {r['scheme']} | {r['parameter']} | "
+        f"{r['entropy_bits_per_weight']:.3f} | {r['agreement']:.2f} | {r['mean_kl']:.4f} |"
+        for r in rows
+    ]
     text = "\n".join(lines) + "\n"
     atomic_write(args.out / "rounding.md", text.encode(), force=True)
     print(text)

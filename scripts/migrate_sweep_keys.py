@@ -34,8 +34,9 @@ def point_of(settings: dict) -> tuple[Point, str]:
     if method == "nncodec":
         return Point(spec, method, nncodec_qp=settings["qp"], eval_limit=limit), digest
     correction = settings.get("options", {}).get("correction", "none")
-    return Point(spec, method, sweep_recipe(method, settings["granularity"], settings["qp"], correction),
-                 eval_limit=limit), digest
+    return Point(
+        spec, method, sweep_recipe(method, settings["granularity"], settings["qp"], correction), eval_limit=limit
+    ), digest
 
 
 def migrate(folder: Path) -> int:

@@ -26,19 +26,30 @@ from vcwc.bench.names import SOFTWARE_CODECS
 from vcwc.bench.sweep import ModelSpec, Point, Sweep, knee_points, plan_points
 from vcwc.bench.sweep_report import write_report
 
-MODELS = {"resnet20": "resnet20-12fca82f.th", "resnet32": "resnet32-d509ac18.th",
-          "resnet44": "resnet44-014dd654.th", "resnet56": "resnet56-4bfd9763.th"}
+MODELS = {
+    "resnet20": "resnet20-12fca82f.th",
+    "resnet32": "resnet32-d509ac18.th",
+    "resnet44": "resnet44-014dd654.th",
+    "resnet56": "resnet56-4bfd9763.th",
+}
 GRANULARITIES = ["per_tensor", "per_channel"]
 # Fixed step 2 ** (qp / 4), from far inside both accuracy budgets to past them: (codecs, correction, QPs).
 # The data-free corrections move the budgets' edges to coarser steps, gptq rounding by about two more
 # QPs; it runs with x264 only, the recipe's codec.
-STEP_LADDERS = [(["x264", "aom"], "none", list(range(-23, -15))), (["x264", "aom"], "bias", list(range(-23, -13))),
-                (["x264"], "gptq+bias", list(range(-21, -11)))]
+STEP_LADDERS = [
+    (["x264", "aom"], "none", list(range(-23, -15))),
+    (["x264", "aom"], "bias", list(range(-23, -13))),
+    (["x264"], "gptq+bias", list(range(-21, -11))),
+]
 # NNCodec's QPs, in steps of 1 from inside both budgets to at least two QPs past its 1-point knee: that
 # knee is at QP -21 or coarser for ResNet-20/32 (where lucky coarse QPs land inside), and at -24 to -25
 # for ResNet-44/56, where the coarse end is cut to keep the run near an hour on 2 cores.
-NNCODEC_QPS = {"resnet20": list(range(-28, -18)), "resnet32": list(range(-28, -18)),
-               "resnet44": list(range(-28, -21)), "resnet56": list(range(-28, -21))}
+NNCODEC_QPS = {
+    "resnet20": list(range(-28, -18)),
+    "resnet32": list(range(-28, -18)),
+    "resnet44": list(range(-28, -21)),
+    "resnet56": list(range(-28, -21)),
+}
 
 
 def main() -> int:
@@ -53,12 +64,15 @@ def main() -> int:
     folder = (args.data or shared_data_dir()) / "cifar10"
     jpeg, lossless = folder / "cifar10_test_jpeg.npz", folder / "cifar10_test_lossless.npz"
     on_jpeg = [ModelSpec(name, str(folder / file), f"cifar_{name}", str(jpeg)) for name, file in MODELS.items()]
-    on_lossless = [ModelSpec(f"{name} (846 lossless images)", str(folder / file), f"cifar_{name}", str(lossless))
-                   for name, file in MODELS.items()]
+    on_lossless = [
+        ModelSpec(f"{name} (846 lossless images)", str(folder / file), f"cifar_{name}", str(lossless))
+        for name, file in MODELS.items()
+    ]
     start = time.time()
     sweep = Sweep(args.out, jobs=args.jobs)
-    screened = sweep.run(plan_points(on_jpeg, list(SOFTWARE_CODECS), GRANULARITIES, baselines=(),
-                                     eval_limit=args.screen))
+    screened = sweep.run(
+        plan_points(on_jpeg, list(SOFTWARE_CODECS), GRANULARITIES, baselines=(), eval_limit=args.screen)
+    )
     print(f"screening done in {time.time() - start:.0f} s", file=sys.stderr)
     full_grid = plan_points(on_jpeg, list(SOFTWARE_CODECS), GRANULARITIES)
     chosen = [p for p in full_grid if p.is_baseline] + knee_points(screened, full_grid, args.knee_agreement)

@@ -21,11 +21,11 @@ from safetensors.torch import save_file
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from vcwc.eval.classification import evaluate
+from vcwc.eval.datasets import Dataset, to_tensor
+from vcwc.files import atomic_write
 from vcwc.models.build import build_model, resolve
 from vcwc.models.registry import get_architecture
-from vcwc.eval.datasets import Dataset, to_tensor
-from vcwc.eval.classification import evaluate
-from vcwc.files import atomic_write
 
 ARCH = "digits_resnet"
 SEED = 0

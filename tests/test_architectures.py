@@ -13,6 +13,8 @@ from vcwc.models.build import StateDictMismatchError, build_model, resolve
 from vcwc.models.cifar import CifarBasicBlock
 from vcwc.models.registry import ARCHITECTURES, UnknownArchitectureError, get_architecture
 
+pytestmark = pytest.mark.slow  # real codecs or models end to end
+
 # Counted from the architecture: stem conv + BN (1 + 5 entries); a BasicBlock has 2 convs and 2 BNs
 # (12 entries), a Bottleneck 3 and 3 (18); a downsample adds conv + BN (6); fc weight + bias (2).
 # resnet18: 6 + 8*12 + 3*6 + 2 = 122; resnet34: 6 + 16*12 + 3*6 + 2 = 218;
@@ -56,6 +58,19 @@ def test_imagenet_resnet_has_torchvision_layout(name):
     assert state["layer4.0.downsample.1.running_var"].shape == (downsample_shape[0],)
     assert state["bn1.num_batches_tracked"].dtype == torch.int64
     assert state["layer1.0.bn1.num_batches_tracked"].shape == ()
+
+
+def test_mobilenet_v2_has_torchvision_layout():
+    model = build_on_meta("mobilenet_v2")
+    state = model.state_dict()
+    assert len(state) == 314 and sum(p.numel() for p in model.parameters()) == 3_504_872
+    assert state["features.2.conv.1.0.weight"].shape == (96, 1, 3, 3)  # depthwise: 16 channels expanded 6x
+    assert state["classifier.1.weight"].shape == (1000, 1280) and state["features.18.0.weight"].shape == (
+        1280,
+        320,
+        1,
+        1,
+    )
 
 
 def test_basic_block_resnets_have_no_downsample_in_first_stage():
@@ -155,7 +170,7 @@ def test_shipped_cifar_models_reproduce_published_accuracy(
 
 def test_registry_names_and_specs():
     assert list(ARCHITECTURES) == [
-        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "mobilenet_v2",
         "cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56", "cifar_resnet110",
         "digits_resnet",
     ]  # fmt: skip

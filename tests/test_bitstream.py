@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 
 from vcwc import FormatError
-from vcwc.codecs import ffmpeg
-from vcwc.codecs.bitstream import (BitReader, StreamInfo, annexb_nal_units, hardware_fit, level_allows, parse_stream,
-                            rbsp)
-from vcwc.codecs import EncoderSettings, get_codec
+from vcwc.codecs import EncoderSettings, ffmpeg, get_codec
+from vcwc.codecs.bitstream import BitReader, StreamInfo, annexb_nal_units, parse_stream, rbsp
+from vcwc.codecs.levels import hardware_fit, level_allows
 
 # Headers cut from streams the bundled ffmpeg wrote: x264 Main 256x144, x264 lossless (keyint 1),
 # x265 all-intra at QP 24, SVT-AV1 (temporal delimiter OBU, then the sequence header OBU).
 X264_MAIN_SPS = bytes.fromhex("00000001" + "674d400cdc1013a1000003000100000300320f142b80")
 X264_LOSSLESS_SPS = bytes.fromhex("00000001" + "67f4100caeb82027420000030002000003006408")
-X265_INTRA_SPS = bytes.fromhex("00000001" + "4201010408000003009fa800000300003ca0080809165ba924"
-                                               "cae68080000003008000000c84")
+X265_INTRA_SPS = bytes.fromhex(
+    "00000001" + "4201010408000003009fa800000300003ca0080809165ba924cae68080000003008000000c84"
+)
 SVTAV1_SEQUENCE_HEADER = bytes.fromhex("12000a0b020000051dffe3c4af9004")
 
 
@@ -84,18 +84,21 @@ def encode_one(codec_name: str, qp, width=200, height=100) -> bytes:
     return ffmpeg.encode(codec.job(width, height, EncoderSettings(qp=qp)), frame, ffmpeg.find_ffmpeg())
 
 
-@pytest.mark.parametrize("codec, qp, standard, profile_idc, profile", [
-    ("x264", None, "H.264", 244, "High 4:4:4 Intra"),
-    ("x264", 24, "H.264", 100, "High"),
-    ("mobile-h264", 24, "H.264", 77, "Main"),
-    ("mobile-h264-baseline", 24, "H.264", 66, "Constrained Baseline"),
-    # vcwc's x265 streams hold one frame each and set no keyint, so x265 signals plain Main, lossless or not.
-    ("x265", None, "H.265/HEVC", 1, "Main"),
-    ("x265", 24, "H.265/HEVC", 1, "Main"),
-    ("mobile-hevc", 24, "H.265/HEVC", 1, "Main"),
-    ("aom", None, "AV1", 0, "Main"),
-    ("svtav1", 30, "AV1", 0, "Main"),
-])
+@pytest.mark.parametrize(
+    "codec, qp, standard, profile_idc, profile",
+    [
+        ("x264", None, "H.264", 244, "High 4:4:4 Intra"),
+        ("x264", 24, "H.264", 100, "High"),
+        ("mobile-h264", 24, "H.264", 77, "Main"),
+        ("mobile-h264-baseline", 24, "H.264", 66, "Constrained Baseline"),
+        # vcwc's x265 streams hold one frame each and set no keyint, so x265 signals plain Main, lossless or not.
+        ("x265", None, "H.265/HEVC", 1, "Main"),
+        ("x265", 24, "H.265/HEVC", 1, "Main"),
+        ("mobile-hevc", 24, "H.265/HEVC", 1, "Main"),
+        ("aom", None, "AV1", 0, "Main"),
+        ("svtav1", 30, "AV1", 0, "Main"),
+    ],
+)
 def test_real_encoder_output(codec, qp, standard, profile_idc, profile):
     info = parse_stream(encode_one(codec, qp), get_codec(codec).container)
     assert (info.standard, info.profile_idc, info.profile) == (standard, profile_idc, profile)

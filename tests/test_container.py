@@ -19,12 +19,16 @@ GOLDEN_CONTAINER = bytes.fromhex(
     "3a3932303532373436352c226b696e64223a22766964656f222c226c656e677468223a322c226f6666736574223a307d2c7b"
     "22636f6d7072657373696f6e223a226e6f6e65222c226372633332223a3839313536383537382c226b696e64223a22756e63"
     "6f646564222c226c656e677468223a332c226f6666736574223a327d5d2c22666f726d6174223a2276637763222c2274656e"
-    "736f7273223a5b5d7d0001616263")
+    "736f7273223a5b5d7d0001616263"
+)
 
 
 def test_container_bytes_are_pinned():
-    data = container.write({"format": "vcwc", "tensors": []}, [Blob("video", b"\x00\x01"), Blob("uncoded", b"abc")],
-                           compress_metadata=False)
+    data = container.write(
+        {"format": "vcwc", "tensors": []},
+        [Blob("video", b"\x00\x01"), Blob("uncoded", b"abc")],
+        compress_metadata=False,
+    )
     assert data == GOLDEN_CONTAINER
     parsed = container.Container(data)
     assert parsed.blob(0) == b"\x00\x01" and parsed.blob(1) == b"abc"

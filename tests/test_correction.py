@@ -6,10 +6,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import vcwc
+from vcwc.errors import InputError
 from vcwc.quant.correction import BiasCorrection, output_shift
 from vcwc.quant.noise import noise_statistics
-from vcwc.errors import InputError
-from vcwc.recipe import step_from_qp
+
+pytestmark = pytest.mark.slow  # real codecs or models end to end
 
 LOSSLESS = vcwc.RECIPES["lossless"]
 
@@ -55,13 +56,14 @@ def test_shifts_go_to_the_following_batchnorm_or_the_layers_bias():
     assert list(correction.uncorrectable) == ["head.weight"]
     # After the BatchNorm (beta 0.5, gamma 1) and a ReLU, the head's inputs have the mean of relu(N(0.5, 1)).
     expected = 0.5 * 0.6915 + 0.3521
-    torch.testing.assert_close(correction.input_means["head.weight"], torch.full((4,), expected), atol=0.03,
-                               rtol=0)
+    torch.testing.assert_close(correction.input_means["head.weight"], torch.full((4,), expected), atol=0.03, rtol=0)
     original = module.state_dict()
     reconstructed = {name: original[name] + 0.01 for name in ("conv.weight", "head.weight", "fc.weight")}
     updated = correction.corrected(original, reconstructed)
     assert set(updated) == {"bn.running_mean", "fc.bias"}
-    torch.testing.assert_close(updated["fc.bias"], original["fc.bias"] - 0.01 * correction.input_means["fc.weight"].sum())
+    torch.testing.assert_close(
+        updated["fc.bias"], original["fc.bias"] - 0.01 * correction.input_means["fc.weight"].sum()
+    )
 
 
 def estimate(module, coded, input_shape):
@@ -75,8 +77,12 @@ def test_a_weight_outside_any_layer_is_left_uncorrected_and_named():
 
 
 def test_bias_correction_brings_a_coarse_step_closer_to_the_original(digits_subject):
-    plain = vcwc.compress(digits_subject.loaded, LOSSLESS.with_changes(codec='x264', step_qp=-16))
-    corrected = vcwc.compress(digits_subject.loaded, LOSSLESS.with_changes(codec='x264', step_qp=-16, bias_correction=True), arch='digits_resnet')
+    plain = vcwc.compress(digits_subject.loaded, LOSSLESS.with_changes(codec="x264", step_qp=-16))
+    corrected = vcwc.compress(
+        digits_subject.loaded,
+        LOSSLESS.with_changes(codec="x264", step_qp=-16, bias_correction=True),
+        arch="digits_resnet",
+    )
     assert corrected.size_report().coded_bytes == plain.size_report().coded_bytes  # same coded symbols
     info = corrected.metadata["bias_correction"]
     assert "fc1.bias" in info["corrected"] and "layer1.0.bn2.running_mean" in info["corrected"]
@@ -90,4 +96,4 @@ def test_bias_correction_brings_a_coarse_step_closer_to_the_original(digits_subj
 
 def test_bias_correction_needs_the_architecture(digits_subject):
     with pytest.raises(InputError, match="architecture"):
-        vcwc.compress(digits_subject.loaded, LOSSLESS.with_changes(codec='x264', step_qp=-26, bias_correction=True))
+        vcwc.compress(digits_subject.loaded, LOSSLESS.with_changes(codec="x264", step_qp=-26, bias_correction=True))

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vcwc.models.registry import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, get_architecture
 from vcwc.eval.datasets import DatasetError, balanced_subset, load_dataset, to_tensor
+from vcwc.models.registry import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, get_architecture
 
 
 def write_npz(path: Path, **arrays) -> Path:

@@ -1,10 +1,13 @@
 import json
 
+import pytest
 import torch
 
 from vcwc import cli
 from vcwc.bench.demo import BUNDLED_MODEL, bundled_file, run_demo
 from vcwc.bench.experiment import weights_digest
+
+pytestmark = pytest.mark.slow  # real codecs or models end to end
 
 
 def test_bundled_model_is_found():
@@ -21,7 +24,11 @@ def test_lossless_coding_adds_no_error_to_the_int8_model():
         assert lossless["weight_snr_db"] == int8["weight_snr_db"]
         assert lossless["cached_evaluation"]  # the same weights as int8, so scored once
     assert rows[("fp32", None)]["top1"] >= 97.0
-    assert rows[("x265", 36)]["bits_per_weight"] < rows[("x265", 24)]["bits_per_weight"] < rows[("x265", None)]["bits_per_weight"]
+    assert (
+        rows[("x265", 36)]["bits_per_weight"]
+        < rows[("x265", 24)]["bits_per_weight"]
+        < rows[("x265", None)]["bits_per_weight"]
+    )
 
 
 def test_digest_tells_identical_weights_apart_from_different_ones():
@@ -43,7 +50,21 @@ def test_eval_command_on_a_vcwc_file(tmp_path, capsys, models_dir):
     model = models_dir / "digits_resnet.safetensors"
     assert cli.main(["compress", str(model), "-o", str(compressed), "--codec", "x264", "--qp", "24"]) == 0
     capsys.readouterr()
-    assert cli.main(["eval", str(compressed), "--arch", "digits_resnet", "--data", str(models_dir / "digits_test.npz"),
-                     "--reference", str(model), "--json"]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                str(compressed),
+                "--arch",
+                "digits_resnet",
+                "--data",
+                str(models_dir / "digits_test.npz"),
+                "--reference",
+                str(model),
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["n_images"] == 450 and result["agreement"] > 95 and result["top1"] > 95

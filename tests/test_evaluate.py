@@ -1,16 +1,15 @@
 import json
-import math
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from vcwc.eval.classification import EvaluationError, evaluate, mean_kl_divergence
+from vcwc.eval.datasets import Dataset, load_dataset
+from vcwc.io import load_model
 from vcwc.models.build import build_model
 from vcwc.models.registry import Preprocessing, get_architecture
-from vcwc.eval.datasets import Dataset, load_dataset
-from vcwc.eval.classification import EvaluationError, evaluate, mean_kl_divergence
-from vcwc.io import load_model
 
 # One-pixel images whose value is the class the model below ranks first.
 IDENTITY = Preprocessing(mean=(0.0,), std=(1.0,), scale=1.0)
@@ -93,8 +92,9 @@ def test_evaluate_restores_training_mode_and_rejects_bad_references():
 
 
 def test_result_dict_is_json_without_logits():
-    result = evaluate(PredictsPixelValue(), pixel_dataset([1], [1]), IDENTITY, reference=PredictsPixelValue(),
-                      progress=False)
+    result = evaluate(
+        PredictsPixelValue(), pixel_dataset([1], [1]), IDENTITY, reference=PredictsPixelValue(), progress=False
+    )
     as_dict = result.to_dict()
     assert set(as_dict) == {"top1", "top5", "n_images", "agreement", "mean_kl"}
     assert json.loads(json.dumps(as_dict))["agreement"] == 100.0

@@ -1,9 +1,7 @@
 """Bad input and failing ffmpeg: each gets a clear error and nothing half-written."""
 
 import json
-import os
 import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +10,8 @@ import torch
 import vcwc
 from vcwc import CodecError, FFmpegError, InputError, IntegrityError
 from vcwc.codecs import ffmpeg
+from vcwc.files import atomic_write
 from vcwc.format import container
-from vcwc.io import atomic_write
 
 LOSSLESS = vcwc.RECIPES["lossless"]
 
@@ -59,24 +57,34 @@ def test_a_dict_without_a_state_dict(tmp_path):
 
 def test_prefix_and_extras_are_kept(tmp_path):
     path = tmp_path / "dp.pth"
-    torch.save({"state_dict": {"module." + k: v for k, v in MODEL.items()}, "best_prec1": 91.5,
-                "optimizer_state": {"momentum": torch.zeros(3)}}, path)
+    torch.save(
+        {
+            "state_dict": {"module." + k: v for k, v in MODEL.items()},
+            "best_prec1": 91.5,
+            "optimizer_state": {"momentum": torch.zeros(3)},
+        },
+        path,
+    )
     model = vcwc.load_model(path)
     assert model.names == list(MODEL) and model.prefix == "module."
     assert model.extras == {"best_prec1": 91.5} and model.dropped == ["optimizer_state"]
-    source = vcwc.compress(model, LOSSLESS.with_changes(codec='x264')).metadata["source"]
-    assert source == {"prefix": "module.", "container_key": "state_dict", "extras": {"best_prec1": 91.5},
-                      "dropped": ["optimizer_state"]}
+    source = vcwc.compress(model, LOSSLESS.with_changes(codec="x264")).metadata["source"]
+    assert source == {
+        "prefix": "module.",
+        "container_key": "state_dict",
+        "extras": {"best_prec1": 91.5},
+        "dropped": ["optimizer_state"],
+    }
 
 
 def test_unknown_codec():
     with pytest.raises(CodecError, match="unknown codec 'h266'"):
-        vcwc.compress(MODEL, LOSSLESS.with_changes(codec='h266'))
+        vcwc.compress(MODEL, LOSSLESS.with_changes(codec="h266"))
 
 
 def test_qp_out_of_range():
     with pytest.raises(InputError, match="outside"):
-        vcwc.compress(MODEL, LOSSLESS.with_changes(codec='x264', qp=60))
+        vcwc.compress(MODEL, LOSSLESS.with_changes(codec="x264", qp=60))
 
 
 def _fake_ffmpeg(tmp_path, body: str) -> str:
@@ -89,11 +97,12 @@ def _fake_ffmpeg(tmp_path, body: str) -> str:
 def test_codec_missing_from_the_ffmpeg_build(tmp_path):
     # The real ffmpeg, except that its encoder list lacks libx265.
     real = ffmpeg.find_ffmpeg()
-    wrapper = _fake_ffmpeg(tmp_path, f'case "$*" in *-encoders*) "{real}" "$@" | grep -v libx265;; '
-                                     f'*) exec "{real}" "$@";; esac')
+    wrapper = _fake_ffmpeg(
+        tmp_path, f'case "$*" in *-encoders*) "{real}" "$@" | grep -v libx265;; *) exec "{real}" "$@";; esac'
+    )
     with pytest.raises(CodecError, match="no libx265 encoder"):
-        vcwc.compress(MODEL, LOSSLESS.with_changes(codec='x265'), ffmpeg_path=wrapper)
-    assert len(vcwc.compress(MODEL, LOSSLESS.with_changes(codec='x264'), ffmpeg_path=wrapper).data) > 0
+        vcwc.compress(MODEL, LOSSLESS.with_changes(codec="x265"), ffmpeg_path=wrapper)
+    assert len(vcwc.compress(MODEL, LOSSLESS.with_changes(codec="x264"), ffmpeg_path=wrapper).data) > 0
 
 
 def test_ffmpeg_failing_shows_the_command_and_stderr(tmp_path):
@@ -121,7 +130,7 @@ def test_ffmpeg_binary_that_does_not_exist(monkeypatch):
 def test_decoded_symbols_that_do_not_match_their_checksum_are_refused():
     # Rewrite the stored checksum (keeping the file's own CRCs valid) to stand for a decoder that
     # returns different symbols: the mismatch must be caught, never turned into weights.
-    compressed = vcwc.compress(MODEL, LOSSLESS.with_changes(codec='x264'))
+    compressed = vcwc.compress(MODEL, LOSSLESS.with_changes(codec="x264"))
     meta = json.loads(json.dumps(compressed.metadata))
     meta["tensors"][0]["symbols_crc32"] ^= 1
     with pytest.raises(IntegrityError, match="fc.weight"):
@@ -131,7 +140,7 @@ def test_decoded_symbols_that_do_not_match_their_checksum_are_refused():
 def test_output_is_never_overwritten_without_force(tmp_path):
     target = tmp_path / "model.vcwc"
     target.write_bytes(b"precious")
-    compressed = vcwc.compress(MODEL, LOSSLESS.with_changes(codec='x264'))
+    compressed = vcwc.compress(MODEL, LOSSLESS.with_changes(codec="x264"))
     with pytest.raises(InputError, match="exists"):
         compressed.save(target)
     assert target.read_bytes() == b"precious"

@@ -4,7 +4,6 @@ bit-exactly, and on a real model it beats nearest rounding at the same step."""
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import vcwc
@@ -14,6 +13,8 @@ from vcwc.quant.gptq import gptq_levels
 from vcwc.quant.noise import layer_patches, noise_statistics
 from vcwc.quant.quantize import QuantConfig, quantize
 from vcwc.recipe import step_from_qp
+
+pytestmark = pytest.mark.slow  # real codecs or models end to end
 
 LOSSLESS = vcwc.RECIPES["lossless"]
 
@@ -28,8 +29,12 @@ def test_patches_times_the_weight_matrix_is_the_convolution(groups):
     weights = layer.weight.detach().reshape(layer.out_channels, -1)
     expected = layer(x).permute(0, 2, 3, 1).reshape(-1, layer.out_channels)  # (n, out) in patch order
     for group in range(groups):
-        torch.testing.assert_close(patches[group] @ weights[group * rows:(group + 1) * rows].T,
-                                   expected[:, group * rows:(group + 1) * rows], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            patches[group] @ weights[group * rows : (group + 1) * rows].T,
+            expected[:, group * rows : (group + 1) * rows],
+            rtol=1e-4,
+            atol=1e-4,
+        )
 
 
 def test_gptq_lowers_the_output_error_on_correlated_inputs():
@@ -67,8 +72,16 @@ def test_input_moments_name_what_gptq_does_not_handle():
 
 def test_gptq_file_decodes_its_levels_exactly_and_beats_nearest(digits_subject):
     step = step_from_qp(-14)
-    nearest = vcwc.compress(digits_subject.loaded, LOSSLESS.with_changes(codec='x264', step_qp=-14, bias_correction=True), arch='digits_resnet')
-    chosen = vcwc.compress(digits_subject.loaded, LOSSLESS.with_changes(codec='x264', step_qp=-14, bias_correction=True, rounding='gptq'), arch='digits_resnet')
+    nearest = vcwc.compress(
+        digits_subject.loaded,
+        LOSSLESS.with_changes(codec="x264", step_qp=-14, bias_correction=True),
+        arch="digits_resnet",
+    )
+    chosen = vcwc.compress(
+        digits_subject.loaded,
+        LOSSLESS.with_changes(codec="x264", step_qp=-14, bias_correction=True, rounding="gptq"),
+        arch="digits_resnet",
+    )
     records = {t["name"]: t for t in chosen.metadata["tensors"]}
     assert records["fc1.weight"]["quantizer"]["rounding"] == "gptq"
     assert "rounding" not in {t["name"]: t for t in nearest.metadata["tensors"]}["fc1.weight"]["quantizer"]
@@ -83,7 +96,7 @@ def test_gptq_file_decodes_its_levels_exactly_and_beats_nearest(digits_subject):
 
 def test_gptq_needs_the_architecture(digits_subject, tmp_path, capsys):
     with pytest.raises(InputError, match="gptq rounding needs the model's architecture"):
-        vcwc.compress(digits_subject.loaded, LOSSLESS.with_changes(codec='x264', step_qp=-26, rounding='gptq'))
+        vcwc.compress(digits_subject.loaded, LOSSLESS.with_changes(codec="x264", step_qp=-26, rounding="gptq"))
     with pytest.raises(InputError, match="rounding must be"):
         QuantConfig(rounding="stochastic")
     model = tmp_path / "m.safetensors"

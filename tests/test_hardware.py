@@ -19,9 +19,8 @@ import torch
 
 import vcwc
 from vcwc import CodecError, FFmpegError, InputError
-from vcwc.codecs import ffmpeg, probe
+from vcwc.codecs import AUTO_ORDER, EncoderSettings, codec_names, ffmpeg, get_codec, probe
 from vcwc.codecs.bitstream import parse_stream
-from vcwc.codecs import AUTO_ORDER, EncoderSettings, codec_names, get_codec
 from vcwc.codecs.custom import CustomCodec, parse_encoder_args
 
 LOSSLESS = vcwc.RECIPES["lossless"]
@@ -31,12 +30,12 @@ NAMED_DEVICES = {name.strip() for name in os.environ.get("VCWC_TEST_HW_ENCODERS"
 BINARY = ffmpeg.find_ffmpeg()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def help_text(*args: str) -> str:
     return ffmpeg.run([BINARY, "-hide_banner", *args], timeout=60).decode("utf-8", "replace")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def encoder_options(encoder: str) -> dict[str, dict]:
     """Private options of an encoder: {name: {"type", "range", "constants"}} from `-h encoder=NAME`."""
     return parse_avoptions(help_text("-h", f"encoder={encoder}").splitlines())
@@ -60,7 +59,7 @@ def parse_avoptions(lines) -> dict[str, dict]:
     return options
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def generic_options() -> dict[str, dict]:
     """AVCodecContext options every encoder takes (-g, -bf, -qmin, -i_qfactor, ...), from `-h full`."""
     lines = help_text("-h", "full").splitlines()
@@ -69,7 +68,7 @@ def generic_options() -> dict[str, dict]:
     return {name: spec for name, spec in parse_avoptions(lines[start:end]).items()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cli_options() -> set[str]:
     """ffmpeg's own options (-c, -vf, -bsf, -q, -vaapi_device, ...), from the top of `-h full`."""
     lines = help_text("-h", "full").splitlines()
@@ -77,7 +76,7 @@ def cli_options() -> set[str]:
     return {re.sub(r"\[.*$", "", match.group(1)) for line in lines[:end] if (match := re.match(r"^-(\S+)", line))}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def listed(kind: str) -> set[str]:
     """Names from `ffmpeg -filters` or `ffmpeg -bsfs`."""
     text = help_text(f"-{kind}")
@@ -200,7 +199,7 @@ def test_lossy_only_encoders_refuse_lossless_with_a_hint(name):
     with pytest.raises(InputError, match=rf"{name}' has no lossless mode.*give a QP"):
         codec.check(EncoderSettings())
     with pytest.raises(InputError, match="has no lossless mode"):
-        vcwc.compress({'w.weight': torch.randn(8, 8)}, LOSSLESS.with_changes(codec=name))  # before any ffmpeg runs
+        vcwc.compress({"w.weight": torch.randn(8, 8)}, LOSSLESS.with_changes(codec=name))  # before any ffmpeg runs
 
 
 @pytest.mark.parametrize("name", HARDWARE)
@@ -222,31 +221,39 @@ def test_asking_for_an_unavailable_encoder_fails_naming_it_without_fallback(tmp_
     if name is None:
         pytest.skip("every candidate encoder is named in VCWC_TEST_HW_ENCODERS")
     with pytest.raises(CodecError) as raised:
-        vcwc.compress({'w.weight': torch.randn(16, 16)}, LOSSLESS.with_changes(codec=name, qp=24))
+        vcwc.compress({"w.weight": torch.randn(16, 16)}, LOSSLESS.with_changes(codec=name, qp=24))
     message = str(raised.value)
     assert f"'{name}'" in message and probe.probe(get_codec(name), BINARY).reason in message
     assert "does not switch encoders" in message
 
 
 def test_explain_failure_picks_the_telling_line():
-    nvenc = ("[h264_nvenc @ 0x5613] Cannot load libcuda.so.1\n[vost#0:0/h264_nvenc @ 0x5613] [enc:h264_nvenc @ "
-             "0x5640] Error while opening encoder - maybe incorrect parameters such as bit_rate, rate, width or "
-             "height.\n[vf#0:0 @ 0x5613] Error sending frames to consumers: Operation not permitted\n")
+    nvenc = (
+        "[h264_nvenc @ 0x5613] Cannot load libcuda.so.1\n[vost#0:0/h264_nvenc @ 0x5613] [enc:h264_nvenc @ "
+        "0x5640] Error while opening encoder - maybe incorrect parameters such as bit_rate, rate, width or "
+        "height.\n[vf#0:0 @ 0x5613] Error sending frames to consumers: Operation not permitted\n"
+    )
     problem, reason = probe.explain_failure(nvenc, 255)
     assert problem == "missing library" and reason.startswith("Cannot load libcuda.so.1 (the NVIDIA driver")
     assert reason.endswith("(exit code 255)")
-    libva = ("implib-gen: libva-drm.so.2: failed to load library 'libva-drm.so.2' via dlopen: libva-drm.so.2: "
-             "cannot open shared object file: No such file or directory\nffmpeg: libva-drm.so.2.init.c:122: "
-             "load_library: Assertion `0 && \"Assertion in generated code\"' failed.\n")
+    libva = (
+        "implib-gen: libva-drm.so.2: failed to load library 'libva-drm.so.2' via dlopen: libva-drm.so.2: "
+        "cannot open shared object file: No such file or directory\nffmpeg: libva-drm.so.2.init.c:122: "
+        'load_library: Assertion `0 && "Assertion in generated code"\' failed.\n'
+    )
     problem, reason = probe.explain_failure(libva, -6)
     assert problem == "missing library" and reason.startswith("libva-drm.so.2: failed to load")
     assert "Assert" not in reason
-    vaapi = ("[VAAPI @ 0x56] No VA display found for device /dev/dri/renderD128.\nDevice creation failed: -22.\n"
-             "Failed to set value '/dev/dri/renderD128' for option 'vaapi_device': Invalid argument\n"
-             "Error parsing global options: Invalid argument\n")
+    vaapi = (
+        "[VAAPI @ 0x56] No VA display found for device /dev/dri/renderD128.\nDevice creation failed: -22.\n"
+        "Failed to set value '/dev/dri/renderD128' for option 'vaapi_device': Invalid argument\n"
+        "Error parsing global options: Invalid argument\n"
+    )
     assert probe.explain_failure(vaapi, 234) == (
-        "no device", "No VA display found for device /dev/dri/renderD128.; Device creation failed: -22. "
-                     "(no VA-API driver for that device) (exit code 234)")
+        "no device",
+        "No VA display found for device /dev/dri/renderD128.; Device creation failed: -22. "
+        "(no VA-API driver for that device) (exit code 234)",
+    )
     assert probe.explain_failure("[h264_qsv @ 0x1] Error creating a MFX session: -9.\n", 171)[0] == "no device"
     assert probe.explain_failure("[libx264 @ 0x1] broken\n", 1) == ("encoder error", "broken (exit code 1)")
 
@@ -256,12 +263,12 @@ def test_codec_auto_picks_the_first_working_encoder_in_order():
     chosen, passed = probe.choose_auto(BINARY, EncoderSettings(qp=24))
     working = [n for n in AUTO_ORDER if probe.probe(get_codec(n), BINARY).works]
     assert chosen.name == working[0]
-    assert [name for name, _ in passed] == list(AUTO_ORDER[:AUTO_ORDER.index(chosen.name)])
+    assert [name for name, _ in passed] == list(AUTO_ORDER[: AUTO_ORDER.index(chosen.name)])
     # Lossless: the lossy-only encoders are passed over for that reason, not probed.
     chosen, passed = probe.choose_auto(BINARY, EncoderSettings())
     reasons = dict(passed)
     assert "no lossless mode" in reasons["hevc_qsv"] and chosen.supports_lossless
-    compressed = vcwc.compress({'w.weight': torch.randn(16, 16)}, LOSSLESS.with_changes(codec='auto', qp=24))
+    compressed = vcwc.compress({"w.weight": torch.randn(16, 16)}, LOSSLESS.with_changes(codec="auto", qp=24))
     assert compressed.metadata["frames"][0]["codec"] == working[0]
 
 
@@ -300,8 +307,10 @@ def test_a_broken_cache_file_is_ignored(tmp_path, monkeypatch):
     assert json_entries(tmp_path)  # rewritten
 
 
-MODEL = {"fc.weight": torch.randn(48, 96, generator=torch.Generator().manual_seed(5)) * 0.05,
-         "fc.bias": torch.zeros(48)}
+MODEL = {
+    "fc.weight": torch.randn(48, 96, generator=torch.Generator().manual_seed(5)) * 0.05,
+    "fc.bias": torch.zeros(48),
+}
 
 
 def test_custom_encoder_lossless_round_trip_decodes_without_the_encoder():
@@ -316,7 +325,11 @@ def test_custom_encoder_lossless_round_trip_decodes_without_the_encoder():
 
 def test_custom_encoder_lossy_with_a_qp_placeholder():
     assert not CustomCodec("libx265", "-x265-params qp={qp}:log-level=error", "hevc", probe_qp=30).supports_lossless
-    codec = {"codec": "custom:libx265", "encoder_args": "-x265-params qp={qp}:log-level=error", "encoder_format": "hevc"}
+    codec = {
+        "codec": "custom:libx265",
+        "encoder_args": "-x265-params qp={qp}:log-level=error",
+        "encoder_format": "hevc",
+    }
     compressed = vcwc.compress(MODEL, LOSSLESS.with_changes(**codec, qp=30))
     assert compressed.metadata["frames"][0]["options"]["x265-params"] == "qp=30:log-level=error"
     assert vcwc.decompress(compressed.data)["fc.weight"].shape == (48, 96)
@@ -334,15 +347,18 @@ def test_custom_encoder_lossy_args_without_placeholder_are_caught_by_the_probe()
 
 def test_custom_encoder_arguments_are_checked():
     assert parse_encoder_args("-vaapi_device /dev/dri/renderD128 -qp '{qp}'") == [
-        ("vaapi_device", "/dev/dri/renderD128"), ("qp", "{qp}")]
+        ("vaapi_device", "/dev/dri/renderD128"),
+        ("qp", "{qp}"),
+    ]
     with pytest.raises(InputError, match="pairs"):
         parse_encoder_args("-qp")
     with pytest.raises(InputError, match="sets -f itself"):
         parse_encoder_args("-f mp4")
     with pytest.raises(InputError, match="encoder_format"):
         CustomCodec("libx264", "", "mkv")
-    job = CustomCodec("h264_vaapi", "-vaapi_device /dev/dri/renderD128 -vf format=nv12,hwupload -qp {qp}", "h264",
-                      probe_qp=20).job(64, 64, EncoderSettings(qp=20))
+    job = CustomCodec(
+        "h264_vaapi", "-vaapi_device /dev/dri/renderD128 -vf format=nv12,hwupload -qp {qp}", "h264", probe_qp=20
+    ).job(64, 64, EncoderSettings(qp=20))
     command = ffmpeg.encode_command(job, "ffmpeg")
     assert command.index("-vaapi_device") < command.index("-i") < command.index("-qp")
 
@@ -350,16 +366,22 @@ def test_custom_encoder_arguments_are_checked():
 def test_hwaccel_without_a_device_fails_clearly():
     if ctypes.util.find_library("cuda"):
         pytest.skip("libcuda is installed here")
-    compressed = vcwc.compress(MODEL, LOSSLESS.with_changes(codec='x264'))
+    compressed = vcwc.compress(MODEL, LOSSLESS.with_changes(codec="x264"))
     with pytest.raises(FFmpegError, match="hwaccel 'cuda' could not decode") as raised:
         vcwc.decompress(compressed.data, hwaccel="cuda")
     assert "libcuda" in raised.value.stderr
 
 
 def hardware_round_trip_params():
-    return [pytest.param(name, marks=pytest.mark.skipif(
-        name not in NAMED_DEVICES, reason=f"set VCWC_TEST_HW_ENCODERS={name} where that encoder's device exists"))
-        for name in HARDWARE]
+    return [
+        pytest.param(
+            name,
+            marks=pytest.mark.skipif(
+                name not in NAMED_DEVICES, reason=f"set VCWC_TEST_HW_ENCODERS={name} where that encoder's device exists"
+            ),
+        )
+        for name in HARDWARE
+    ]
 
 
 @pytest.mark.hardware
@@ -378,7 +400,9 @@ def test_real_hardware_round_trip(name):
         info = parse_stream(compressed.container.blob(frame["blob"]), frame["container"])
         assert (info.width, info.height) == (frame["width"], frame["height"])
     if codec.supports_lossless:
-        lossless = vcwc.compress(model, LOSSLESS.with_changes(codec=name))  # the pipeline also checks bit-exactness itself
+        lossless = vcwc.compress(
+            model, LOSSLESS.with_changes(codec=name)
+        )  # the pipeline also checks bit-exactness itself
         decoded = vcwc.decompress(lossless.data)
         for tensor_name, tensor in model.items():
             q = vcwc.quantize(tensor, vcwc.QuantConfig())

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from vcwc.bench import nncodec
-from vcwc.errors import InputError, NNCodecError, NNCodecUnavailable
 from vcwc.bench.sweep import ModelSpec, Sweep, plan_points
+from vcwc.errors import InputError, NNCodecError, NNCodecUnavailable
+
+pytestmark = pytest.mark.slow  # real codecs or models end to end
 
 
 @pytest.fixture
@@ -30,14 +32,17 @@ def nncodec_python() -> str:
 
 @pytest.fixture
 def spec(models_dir):
-    return ModelSpec("digits", str(models_dir / "digits_resnet.safetensors"), "digits_resnet",
-                     str(models_dir / "digits_test.npz"))
+    return ModelSpec(
+        "digits", str(models_dir / "digits_resnet.safetensors"), "digits_resnet", str(models_dir / "digits_test.npz")
+    )
 
 
 def random_tensors(seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {"features.0.weight": rng.normal(0, 0.05, (32, 16, 3, 3)).astype(np.float32),
-            "classifier.weight": rng.normal(0, 0.1, (10, 32)).astype(np.float32)}
+    return {
+        "features.0.weight": rng.normal(0, 0.05, (32, 16, 3, 3)).astype(np.float32),
+        "classifier.weight": rng.normal(0, 0.1, (10, 32)).astype(np.float32),
+    }
 
 
 def snr_db(reference: np.ndarray, values: np.ndarray) -> float:

@@ -1,12 +1,13 @@
 """End to end with the real ffmpeg: every software codec, real tensors."""
 
-import numpy as np
 import pytest
 import torch
 
 import vcwc
-from vcwc import QuantConfig, Selection, dequantize, quantize
+from vcwc import QuantConfig, dequantize, quantize
 from vcwc.metrics import snr_db
+
+pytestmark = pytest.mark.slow  # real codecs or models end to end
 
 LOSSLESS = vcwc.RECIPES["lossless"]
 
@@ -47,7 +48,9 @@ def test_lossless_round_trip_is_bit_exact_on_resnet18(codec, resnet18_state_dict
 def test_lossless_round_trip_is_bit_exact_on_cifar_resnets(codec, per_channel, cifar10_dir):
     for path in sorted(cifar10_dir.glob("resnet*.th")):
         model = vcwc.load_model(path)
-        compressed = vcwc.compress(model, LOSSLESS.with_changes(codec=codec, granularity="per_channel" if per_channel else "per_tensor"))
+        compressed = vcwc.compress(
+            model, LOSSLESS.with_changes(codec=codec, granularity="per_channel" if per_channel else "per_tensor")
+        )
         coded = {t["name"] for t in compressed.metadata["tensors"] if t["storage"] == "video"}
         assert len(coded) == int(path.name[6:8]), path.name  # depth - 1 convs and the linear layer
         assert_lossless(model.state_dict(), vcwc.decompress(compressed.data), coded, per_channel)
@@ -56,8 +59,12 @@ def test_lossless_round_trip_is_bit_exact_on_cifar_resnets(codec, per_channel, c
 @pytest.fixture(scope="module")
 def small_conv_model():
     torch.manual_seed(1)
-    return {"features.0.weight": torch.randn(32, 16, 3, 3) * 0.05, "features.0.bias": torch.randn(32),
-            "head.weight": torch.randn(10, 288) * 0.02, "head.bias": torch.zeros(10)}
+    return {
+        "features.0.weight": torch.randn(32, 16, 3, 3) * 0.05,
+        "features.0.bias": torch.randn(32),
+        "head.weight": torch.randn(10, 288) * 0.02,
+        "head.bias": torch.zeros(10),
+    }
 
 
 @pytest.mark.parametrize("codec", CODECS)
@@ -71,8 +78,9 @@ def test_lossy_snr_rises_as_qp_falls_and_model_still_loads(codec, small_conv_mod
         stored = {t["name"]: t.get("snr_db") for t in compressed.metadata["tensors"]}
         assert stored["features.0.weight"] == pytest.approx(snrs[-1])
         module = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 3))
-        module.load_state_dict({"0.weight": decoded["features.0.weight"], "0.bias": decoded["features.0.bias"]},
-                               strict=True)
+        module.load_state_dict(
+            {"0.weight": decoded["features.0.weight"], "0.bias": decoded["features.0.bias"]}, strict=True
+        )
     assert snrs[0] < snrs[1] < snrs[2], snrs
 
 
@@ -85,10 +93,15 @@ def test_compressing_twice_gives_identical_bytes_whatever_the_workers(codec, sma
 
 def test_dtypes_come_back_as_they_were():
     torch.manual_seed(2)
-    model = {"a.weight": torch.randn(8, 8).half(), "b.weight": torch.randn(8, 8).bfloat16(),
-             "c.weight": torch.randn(8, 8), "c.bias": torch.randn(8).bfloat16(),
-             "steps": torch.tensor([3, 4], dtype=torch.int64), "mask": torch.tensor([True, False])}
-    decoded = vcwc.decompress(vcwc.compress(model, LOSSLESS.with_changes(codec='x264')).data)
+    model = {
+        "a.weight": torch.randn(8, 8).half(),
+        "b.weight": torch.randn(8, 8).bfloat16(),
+        "c.weight": torch.randn(8, 8),
+        "c.bias": torch.randn(8).bfloat16(),
+        "steps": torch.tensor([3, 4], dtype=torch.int64),
+        "mask": torch.tensor([True, False]),
+    }
+    decoded = vcwc.decompress(vcwc.compress(model, LOSSLESS.with_changes(codec="x264")).data)
     for name, tensor in model.items():
         assert decoded[name].dtype == tensor.dtype
     for name in ("c.bias", "steps", "mask"):
@@ -97,7 +110,7 @@ def test_dtypes_come_back_as_they_were():
 
 def test_uncoded_float16_storage_is_reported_and_restores_dtype():
     model = {"w.weight": torch.randn(16, 16), "w.bias": torch.randn(16)}
-    decoded = vcwc.decompress(vcwc.compress(model, LOSSLESS.with_changes(codec='x264', uncoded='float16')).data)
+    decoded = vcwc.decompress(vcwc.compress(model, LOSSLESS.with_changes(codec="x264", uncoded="float16")).data)
     assert decoded["w.bias"].dtype == torch.float32
     assert torch.equal(decoded["w.bias"], model["w.bias"].half().float())
 
@@ -105,9 +118,15 @@ def test_uncoded_float16_storage_is_reported_and_restores_dtype():
 @pytest.mark.parametrize("codec", ["x264", "svtav1"])
 def test_awkward_shapes_round_trip(codec):
     torch.manual_seed(3)
-    model = {"one.weight": torch.randn(1, 1), "row.weight": torch.randn(1, 37), "odd.weight": torch.randn(7, 13),
-             "zero.weight": torch.zeros(5, 6), "wide.weight": torch.randn(2, 20000),
-             "empty.weight": torch.randn(0, 4), "scalar": torch.tensor(1.5)}
+    model = {
+        "one.weight": torch.randn(1, 1),
+        "row.weight": torch.randn(1, 37),
+        "odd.weight": torch.randn(7, 13),
+        "zero.weight": torch.zeros(5, 6),
+        "wide.weight": torch.randn(2, 20000),
+        "empty.weight": torch.randn(0, 4),
+        "scalar": torch.tensor(1.5),
+    }
     compressed = vcwc.compress(model, LOSSLESS.with_changes(codec=codec))
     wide_regions = next(t["regions"] for t in compressed.metadata["tensors"] if t["name"] == "wide.weight")
     assert len(wide_regions) > 1  # wider than the frame limit: tiled
@@ -118,7 +137,7 @@ def test_awkward_shapes_round_trip(codec):
 
 
 def test_one_tensor_decodes_without_the_others(small_conv_model):
-    compressed = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec='x265'))
+    compressed = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec="x265"))
     only = vcwc.decompress(compressed.data, names=["head.weight"])
     assert list(only) == ["head.weight"]
     assert torch.equal(only["head.weight"], int8_reference(small_conv_model["head.weight"]))
@@ -127,13 +146,13 @@ def test_one_tensor_decodes_without_the_others(small_conv_model):
 
 
 def test_selection_fc_include_and_exclude(small_conv_model):
-    fc_only = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec='x264', layers='fc'))
+    fc_only = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec="x264", layers="fc"))
     assert {t["name"] for t in fc_only.metadata["tensors"] if t["storage"] == "video"} == {"head.weight"}
-    no_head = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec='x264', exclude=('head.*',)))
+    no_head = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec="x264", exclude=("head.*",)))
     decoded = vcwc.decompress(no_head.data)
     assert torch.equal(decoded["head.weight"], small_conv_model["head.weight"])
     with pytest.raises(vcwc.InputError, match="typo"):
-        vcwc.compress(small_conv_model, LOSSLESS.with_changes(include=('typo*',)))
+        vcwc.compress(small_conv_model, LOSSLESS.with_changes(include=("typo*",)))
 
 
 def test_tensors_with_different_settings_never_share_a_frame(small_conv_model):
@@ -148,7 +167,7 @@ def test_tensors_with_different_settings_never_share_a_frame(small_conv_model):
 
 
 def test_size_report_adds_up(small_conv_model):
-    compressed = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec='x265'))
+    compressed = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec="x265"))
     report = compressed.size_report()
     assert report.file_bytes == len(compressed.data)
     assert report.file_bytes == report.header_bytes + report.video_bytes + report.quantizer_bytes + report.uncoded_bytes
@@ -159,9 +178,26 @@ def test_size_report_adds_up(small_conv_model):
 
 
 def test_fixed_step_is_lossless_on_its_symbols_and_smaller(small_conv_model):
-    int8 = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec='x264'))
-    stepped = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec='x264', step_qp=-26))
+    int8 = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec="x264"))
+    stepped = vcwc.compress(small_conv_model, LOSSLESS.with_changes(codec="x264", step_qp=-26))
     decoded = vcwc.decompress(stepped.data)
     q = quantize(small_conv_model["features.0.weight"].numpy(), QuantConfig(step=vcwc.step_from_qp(-26)))
     assert torch.equal(decoded["features.0.weight"], torch.from_numpy(dequantize(q.symbols, q.scales)))
     assert len(stepped.data) < len(int8.data)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_symbols_wider_than_int8_go_to_10_bit_frames_bit_exactly(codec):
+    torch.manual_seed(4)
+    model = {"outlier.weight": torch.randn(40, 70) * 0.05, "plain.weight": torch.randn(16, 32) * 0.05}
+    model["outlier.weight"][3, 5] = 10.0  # 320 steps of 2^-5: beyond int8
+    recipe = LOSSLESS.with_changes(codec=codec, step_qp=-20, bits=10)
+    compressed = vcwc.compress(model, recipe)
+    depth = {t.name: compressed.meta.frames[t.regions[0].frame].pixel_format for t in compressed.meta.tensors}
+    assert depth == {"outlier.weight": "yuv420p10le", "plain.weight": "yuv420p"}
+    decoded = vcwc.decompress(compressed.data)
+    for name, tensor in model.items():
+        q = quantize(tensor.numpy(), QuantConfig(bits=10, step=vcwc.step_from_qp(-20)))
+        assert torch.equal(decoded[name], torch.from_numpy(dequantize(q.symbols, q.scales))), name
+    capped = vcwc.decompress(vcwc.compress(model, recipe.with_changes(bits=8)).data)
+    assert (capped["outlier.weight"] - model["outlier.weight"]).abs().max() > vcwc.step_from_qp(-20)  # coarser scale

@@ -5,15 +5,21 @@ import torch
 
 import vcwc
 from vcwc import InputError
-from vcwc.codecs.bitstream import hardware_fit, level_allows, parse_stream
 from vcwc.codecs import EncoderSettings, get_codec
+from vcwc.codecs.bitstream import parse_stream
+from vcwc.codecs.levels import hardware_fit, level_allows
 from vcwc.metrics import snr_db
+
+pytestmark = pytest.mark.slow  # real codecs or models end to end
 
 LOSSLESS = vcwc.RECIPES["lossless"]
 
 # profile -> (profile_idc, profile name, highest level_idc allowed)
-EXPECTED = {"mobile-h264": (77, "Main", 51), "mobile-h264-baseline": (66, "Constrained Baseline", 40),
-            "mobile-hevc": (1, "Main", 153)}
+EXPECTED = {
+    "mobile-h264": (77, "Main", 51),
+    "mobile-h264-baseline": (66, "Constrained Baseline", 40),
+    "mobile-hevc": (1, "Main", 153),
+}
 
 
 def streams(compressed):
@@ -24,8 +30,11 @@ def streams(compressed):
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_round_trip_writes_the_promised_profile_and_level(name):
     torch.manual_seed(0)
-    model = {"conv.weight": torch.randn(64, 32, 3, 3) * 0.05, "fc.weight": torch.randn(10, 640) * 0.02,
-             "fc.bias": torch.randn(10)}
+    model = {
+        "conv.weight": torch.randn(64, 32, 3, 3) * 0.05,
+        "fc.weight": torch.randn(10, 640) * 0.02,
+        "fc.bias": torch.randn(10),
+    }
     snrs = []
     for qp in (36, 24, 12):
         compressed = vcwc.compress(model, LOSSLESS.with_changes(codec=name, qp=qp))
@@ -46,7 +55,7 @@ def test_a_tensor_over_the_frame_cap_is_tiled(name, rows):
     codec = get_codec(name)
     torch.manual_seed(1)
     model = {"tall.weight": torch.randn(rows, 40)}
-    compressed = vcwc.compress(model, LOSSLESS.with_changes(codec=name, qp=30, preset='ultrafast'))
+    compressed = vcwc.compress(model, LOSSLESS.with_changes(codec=name, qp=30, preset="ultrafast"))
     regions = compressed.metadata["tensors"][0]["regions"]
     assert len(regions) > 1
     for frame, info in streams(compressed):
@@ -62,7 +71,7 @@ def test_profiles_refuse_what_phone_encoders_cannot_do(name):
     codec = get_codec(name)
     assert codec.default_mode == "lossy" and codec.kind == "profile"
     with pytest.raises(InputError, match=r"no lossless mode \(phone hardware encoders.*give a QP in 1..51"):
-        vcwc.compress({'w.weight': torch.randn(8, 8)}, LOSSLESS.with_changes(codec=name))
+        vcwc.compress({"w.weight": torch.randn(8, 8)}, LOSSLESS.with_changes(codec=name))
     with pytest.raises(InputError, match="outside"):
         codec.check(EncoderSettings(qp=0))  # x264's QP 0 is its lossless mode
     with pytest.raises(InputError, match="not one of"):

@@ -54,7 +54,7 @@ def test_invalid_config_is_refused():
     with pytest.raises(InputError):
         QuantConfig("per_row")
     with pytest.raises(InputError):
-        QuantConfig(bits=9)
+        QuantConfig(bits=11)
 
 
 @pytest.mark.parametrize("arrangement", ["rows", "kernel_blocks"])
@@ -83,9 +83,9 @@ def _assert_valid_packing(shapes, limits):
             assert r.x + r.width <= width and r.y + r.height <= height
             assert width <= limits.max_width and height <= limits.max_height
             assert width % 2 == 0 and height % 2 == 0
-            covered[r.row:r.row + r.height, r.col:r.col + r.width] += 1
+            covered[r.row : r.row + r.height, r.col : r.col + r.width] += 1
             block = used.setdefault(r.frame, np.zeros((height, width), dtype=int))
-            block[r.y:r.y + r.height, r.x:r.x + r.width] += 1
+            block[r.y : r.y + r.height, r.x : r.x + r.width] += 1
         assert (covered == 1).all(), f"matrix {index} not covered exactly once"
     assert all((block <= 1).all() for block in used.values()), "regions overlap"
     return packing
@@ -107,8 +107,9 @@ def test_matrices_wider_than_the_codec_allows_are_tiled():
 def test_render_and_extract_round_trip():
     limits = layout.FrameLimits(block_size=64, min_size=64, max_width=8192, max_height=8192)
     rng = np.random.default_rng(0)
-    matrices = [rng.integers(-128, 128, size=shape, dtype=np.int16).astype(np.int8)
-                for shape in [(3, 5000), (70, 9), (1, 1)]]
+    matrices = [
+        rng.integers(-128, 128, size=shape, dtype=np.int16).astype(np.int8) for shape in [(3, 5000), (70, 9), (1, 1)]
+    ]
     packing = layout.pack([m.shape for m in matrices], limits)
     frames = dict(enumerate(layout.render(packing, matrices)))
     for matrix, regions in zip(matrices, packing.regions):

@@ -12,6 +12,9 @@ from vcwc import InputError, cli
 from vcwc.codecs import ffmpeg
 from vcwc.codecs.bitstream import parse_stream
 from vcwc.codecs.streams import describe_streams, extract
+from vcwc.format.container import Container
+
+pytestmark = pytest.mark.slow  # real codecs or models end to end
 
 LOSSLESS = vcwc.RECIPES["lossless"]
 
@@ -19,8 +22,11 @@ LOSSLESS = vcwc.RECIPES["lossless"]
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(3)
-    return {"conv.weight": torch.randn(16, 8, 3, 3) * 0.1, "fc.weight": torch.randn(10, 200) * 0.05,
-            "fc.bias": torch.randn(10)}
+    return {
+        "conv.weight": torch.randn(16, 8, 3, 3) * 0.1,
+        "fc.weight": torch.randn(10, 200) * 0.05,
+        "fc.bias": torch.randn(10),
+    }
 
 
 def test_x264_lossless_is_flagged_as_not_for_phones(model):
@@ -33,7 +39,7 @@ def test_x264_lossless_is_flagged_as_not_for_phones(model):
 
 @pytest.mark.parametrize("codec, extension", [("mobile-hevc", "hevc"), ("svtav1", "obu"), ("mobile-h264", "h264")])
 def test_extract_writes_streams_an_ffmpeg_decoder_takes_back_to_the_symbols(model, tmp_path, codec, extension):
-    compressed = vcwc.compress(model, LOSSLESS.with_changes(codec=codec, qp=20 if codec != 'svtav1' else 30))
+    compressed = vcwc.compress(model, LOSSLESS.with_changes(codec=codec, qp=20 if codec != "svtav1" else 30))
     description = json.loads(extract(compressed.container, tmp_path / "out").read_text())
     assert set(description["pixels"]["formats"]) == {"yuv420p", "yuv420p10le"}
     assert {t["symbol_offset"] for t in description["tensors"] if t["storage"] == "video"} == {128}
@@ -50,17 +56,19 @@ def test_extract_writes_streams_an_ffmpeg_decoder_takes_back_to_the_symbols(mode
             assert stream["pixel_format"] == "yuv420p"
             scales = np.fromfile(tmp_path / "out" / tensor["scales"]["file"], dtype="<f4")
             scale = scales[tensor["scales"]["offset_bytes"] // 4]
-            pixels = luma[region["y"]:region["y"] + region["height"], region["x"]:region["x"] + region["width"]]
+            pixels = luma[region["y"] : region["y"] + region["height"], region["x"] : region["x"] + region["width"]]
             weights = (pixels.astype(np.float32) - 128) * scale
             matrix = decoded[region["tensor"]].reshape(tensor["shape"][0], -1).numpy()
-            rows, cols = slice(region["row"], region["row"] + region["height"]), slice(region["col"],
-                                                                                    region["col"] + region["width"])
+            rows, cols = (
+                slice(region["row"], region["row"] + region["height"]),
+                slice(region["col"], region["col"] + region["width"]),
+            )
             expected = matrix[rows, cols]
             assert np.array_equal(weights, expected)
 
 
 def test_extract_refuses_a_folder_with_files(model, tmp_path):
-    compressed = vcwc.compress(model, LOSSLESS.with_changes(codec='x264'))
+    compressed = vcwc.compress(model, LOSSLESS.with_changes(codec="x264"))
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(InputError, match="not empty"):
         extract(compressed.container, tmp_path)
@@ -85,11 +93,29 @@ def test_cli_info_extract_encoders_and_auto(model, tmp_path, capsys):
 
     assert cli.main(["compress", str(checkpoint), "-o", str(tmp_path / "x.vcwc"), "--codec", "mobile-hevc"]) == 1
     assert "has no lossless mode" in capsys.readouterr().err
-    assert cli.main(["compress", str(checkpoint), "-o", str(tmp_path / "auto.vcwc"), "--codec", "auto",
-                     "--qp", "30"]) == 0
+    assert (
+        cli.main(["compress", str(checkpoint), "-o", str(tmp_path / "auto.vcwc"), "--codec", "auto", "--qp", "30"]) == 0
+    )
     assert "codec auto picked" in capsys.readouterr().err
-    assert cli.main(["compress", str(checkpoint), "-o", str(tmp_path / "own.vcwc"), "--encoder", "libx264",
-                     "--encoder-args", "-qp {qp} -preset ultrafast", "--encoder-format", "h264", "--qp", "20"]) == 0
+    assert (
+        cli.main(
+            [
+                "compress",
+                str(checkpoint),
+                "-o",
+                str(tmp_path / "own.vcwc"),
+                "--encoder",
+                "libx264",
+                "--encoder-args",
+                "-qp {qp} -preset ultrafast",
+                "--encoder-format",
+                "h264",
+                "--qp",
+                "20",
+            ]
+        )
+        == 0
+    )
     assert "custom:libx264" in capsys.readouterr().out
     assert cli.main(["compress", str(checkpoint), "-o", str(tmp_path / "bad.vcwc"), "--encoder", "libx264"]) == 1
     assert "--encoder-format" in capsys.readouterr().err
@@ -100,3 +126,40 @@ def test_cli_info_extract_encoders_and_auto(model, tmp_path, capsys):
     assert listed["hevc_nvenc"]["kind"] == "hardware" and listed["h264_amf"]["experimental"]
     for name, entry in listed.items():
         assert entry["works"] or entry["reason"], name
+
+
+def test_extract_holds_everything_a_device_needs_and_leaves_nothing_on_failure(model, tmp_path):
+    from safetensors.numpy import load_file
+
+    compressed = vcwc.compress(model, LOSSLESS.with_changes(codec="x264"))
+    folder = tmp_path / "device"
+    description = json.loads(extract(compressed.container, folder).read_text())
+    decoded = vcwc.decompress(compressed.data)
+    uncoded = load_file(folder / "uncoded.safetensors")
+    stored = {t["name"]: t for t in description["tensors"]}
+    for name, tensor in decoded.items():
+        if stored[name]["storage"] == "uncoded":
+            assert np.array_equal(uncoded[name], tensor.numpy()), name
+    assert set(uncoded) == {n for n, t in stored.items() if t["storage"] == "uncoded"} and uncoded
+
+    broken = bytearray(compressed.data)
+    broken[-3] ^= 0xFF  # inside the last blob: the file opens, a blob fails its checksum while extracting
+    target = tmp_path / "never"
+    with pytest.raises(vcwc.FormatError, match="corrupted"):
+        extract(Container(bytes(broken)), target)
+    assert not target.exists() and [p.name for p in tmp_path.iterdir()] == ["device"]
+
+
+def test_extract_lists_tied_weights_once(tmp_path):
+    shared = torch.randn(16, 8)
+    model = {"embed.weight": shared, "head.weight": shared, "head.bias": torch.zeros(16)}
+    compressed = vcwc.compress(model, LOSSLESS.with_changes(codec="x264"))
+    description = json.loads(extract(compressed.container, tmp_path / "tied").read_text())
+    stored = {t["name"]: t for t in description["tensors"]}
+    assert stored["head.weight"] == {
+        "name": "head.weight",
+        "storage": "alias",
+        "alias_of": "embed.weight",
+        "shape": [16, 8],
+        "dtype": "float32",
+    }

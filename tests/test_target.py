@@ -5,10 +5,12 @@ import json
 import pytest
 
 from vcwc import cli
-from vcwc.eval.datasets import load_dataset
-from vcwc.errors import InputError
-from vcwc.io import load_model
 from vcwc.bench.target import MAX_GROUP_MOVE, search
+from vcwc.errors import InputError
+from vcwc.eval.datasets import load_dataset
+from vcwc.io import load_model
+
+pytestmark = pytest.mark.slow  # real codecs or models end to end
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +25,9 @@ def test_search_meets_the_budget_and_moves_groups_within_bounds(digits):
     assert 0 < searched.evaluations <= 20
     assert 100 - best.agreement <= 1.0
     assert best in searched.history
-    shared = max(c.step_qps["fc1.weight"] for c in searched.history[:6]
-                 if len(set(c.step_qps.values())) == 1 and c.meets(1.0))
+    shared = max(
+        c.step_qps["fc1.weight"] for c in searched.history[:6] if len(set(c.step_qps.values())) == 1 and c.meets(1.0)
+    )
     assert all(abs(qp - shared) <= MAX_GROUP_MOVE for qp in best.step_qps.values())
     uniform = next(c for c in searched.history if set(c.step_qps.values()) == {shared})
     assert best.bits <= uniform.bits and best.mean_kl <= uniform.mean_kl  # a trade only if it pays
@@ -41,12 +44,35 @@ def test_an_impossible_budget_is_refused(digits):
 def test_compress_with_target_drop(tmp_path, models_dir, capsys):
     model, data = models_dir / "digits_resnet.safetensors", models_dir / "digits_test.npz"
     out = tmp_path / "t.vcwc"
-    assert cli.main(["compress", str(model), "-o", str(out), "--codec", "x264", "--target-drop", "1",
-                     "--arch", "digits_resnet"]) == 1
+    assert (
+        cli.main(
+            ["compress", str(model), "-o", str(out), "--codec", "x264", "--target-drop", "1", "--arch", "digits_resnet"]
+        )
+        == 1
+    )
     assert "--calibration" in capsys.readouterr().err
-    assert cli.main(["compress", str(model), "-o", str(out), "--codec", "x264", "--target-drop", "1",
-                     "--arch", "digits_resnet", "--calibration", str(data), "--max-evaluations", "12",
-                     "--json"]) == 0
+    assert (
+        cli.main(
+            [
+                "compress",
+                str(model),
+                "-o",
+                str(out),
+                "--codec",
+                "x264",
+                "--target-drop",
+                "1",
+                "--arch",
+                "digits_resnet",
+                "--calibration",
+                str(data),
+                "--max-evaluations",
+                "12",
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["target_drop"]["evaluations"] <= 12 and summary["target_drop"]["agreement"] >= 99.0
     assert out.exists() and summary["bits_per_weight"] < 4

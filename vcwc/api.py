@@ -24,15 +24,17 @@ from .codecs.custom import CustomCodec
 from .errors import InputError, VcwcWarning
 from .files import atomic_write, check_output
 from .format.container import Container, ContainerWriter
+from .format.records import Metadata, SourceRecord, TensorRecord
 from .format.report import SizeReport, size_report
-from .format.schema import Metadata, SourceRecord, TensorRecord
-from .io import ModelSource, OutputTensor, from_checkpoint, load_model, tensor_bytes, write_model
+from .io import ModelSource, from_checkpoint, load_model, tensor_bytes, torch_from_bytes
 from .models.build import Architecture, resolve
 from .pipeline import methods as data_free
 from .pipeline.decode import decode_tensors
 from .pipeline.encode import check_min_snr, encode_tensors, write_uncoded
 from .pipeline.plan import make_plan
+from .quant.inputs import CalibrationInputs, load_calibration
 from .recipe import Recipe, get_recipe
+from .save import OutputTensor, write_model
 from .version import __version__
 
 LOW_SNR_DB = 10.0  # below this a coded tensor has lost most of its signal: warn
@@ -41,8 +43,9 @@ LOW_SNR_DB = 10.0  # below this a coded tensor has lost most of its signal: warn
 class CompressedModel:
     """A .vcwc file, in memory or on disk: its typed metadata now, tensors decoded when asked for."""
 
-    def __init__(self, source, name: str | None = None, warnings_seen: list[str] | None = None,
-                 notes: list[str] | None = None):
+    def __init__(
+        self, source, name: str | None = None, warnings_seen: list[str] | None = None, notes: list[str] | None = None
+    ):
         self.container = source if isinstance(source, Container) else Container(source, name)
         self.warnings = list(warnings_seen or [])  # what the user should know of the result
         self.notes = list(notes or [])  # choices made on the way, e.g. which codec "auto" picked
@@ -75,21 +78,37 @@ class CompressedModel:
     def size_report(self) -> SizeReport:
         return size_report(self.meta, self.container.file_bytes, self.container.header_bytes)
 
-    def decompress(self, names: list[str] | None = None, *, ffmpeg_path: str | None = None,
-                   jobs: int | None = None, progress: bool = False, hwaccel: str | None = None) -> dict[str, torch.Tensor]:
+    def decompress(
+        self,
+        names: list[str] | None = None,
+        *,
+        ffmpeg_path: str | None = None,
+        jobs: int | None = None,
+        progress: bool = False,
+        hwaccel: str | None = None,
+    ) -> dict[str, torch.Tensor]:
         """The state dict (original names, shapes, dtypes), or only the tensors `names`."""
         binary = ffmpeg.find_ffmpeg(ffmpeg_path) if self.meta.frames else None
         wanted = None if names is None else set(names)
         state_dict = {}
-        for tensor in decode_tensors(self.container, names, binary=binary, jobs=jobs, progress=progress,
-                                     hwaccel=hwaccel):
+        for tensor in decode_tensors(
+            self.container, names, binary=binary, jobs=jobs, progress=progress, hwaccel=hwaccel
+        ):
             if wanted is None or tensor.record.name in wanted:
                 state_dict[tensor.record.name] = _to_torch(tensor.data, tensor.record)
         return state_dict
 
-    def decompress_to(self, output: str | os.PathLike, *, force: bool = False, restore_prefix: bool = False,
-                      ffmpeg_path: str | None = None, jobs: int | None = None, progress: bool = False,
-                      hwaccel: str | None = None) -> Path:
+    def decompress_to(
+        self,
+        output: str | os.PathLike,
+        *,
+        force: bool = False,
+        restore_prefix: bool = False,
+        ffmpeg_path: str | None = None,
+        jobs: int | None = None,
+        progress: bool = False,
+        hwaccel: str | None = None,
+    ) -> Path:
         """Write the decoded model to a .safetensors or .pt file, or a folder of shards (a path ending in
         "/" or an existing folder: the input's shard names and layout), one tensor at a time."""
         check_output(output, force) if not str(output).endswith(("/", os.sep)) and not Path(output).is_dir() else None
@@ -99,14 +118,20 @@ class CompressedModel:
         binary = ffmpeg.find_ffmpeg(ffmpeg_path) if self.meta.frames else None
 
         def produce():
-            for tensor in decode_tensors(self.container, binary=binary, jobs=jobs, progress=progress,
-                                         hwaccel=hwaccel):
+            for tensor in decode_tensors(self.container, binary=binary, jobs=jobs, progress=progress, hwaccel=hwaccel):
                 yield prefix + tensor.record.name, tensor.data
 
         shards = {prefix + name: shard for name, shard in source.shards.items()} if source.shards else None
-        return write_model(output, tensors, produce, force=force, extras=source.extras or None,
-                           container_key=source.container_key if restore_prefix else None, shards=shards,
-                           shard_metadata=source.shard_metadata)
+        return write_model(
+            output,
+            tensors,
+            produce,
+            force=force,
+            extras=source.extras or None,
+            container_key=source.container_key if restore_prefix else None,
+            shards=shards,
+            shard_metadata=source.shard_metadata,
+        )
 
     def close(self) -> None:
         self.container.close()
@@ -116,9 +141,7 @@ class CompressedModel:
 
 
 def _to_torch(data: bytes, record: TensorRecord) -> torch.Tensor:
-    from .io import _torch_from_bytes
-
-    return _torch_from_bytes(data, record.dtype, record.shape)
+    return torch_from_bytes(data, record.dtype, record.shape)
 
 
 def open_compressed(source) -> CompressedModel:
@@ -130,16 +153,24 @@ def open_compressed(source) -> CompressedModel:
     return CompressedModel.open(source)
 
 
-def decompress(source, names: list[str] | None = None, *, ffmpeg_path: str | None = None, jobs: int | None = None,
-               progress: bool = False, hwaccel: str | None = None) -> dict[str, torch.Tensor]:
+def decompress(
+    source,
+    names: list[str] | None = None,
+    *,
+    ffmpeg_path: str | None = None,
+    jobs: int | None = None,
+    progress: bool = False,
+    hwaccel: str | None = None,
+) -> dict[str, torch.Tensor]:
     """The state dict (original names, shapes, dtypes) from .vcwc bytes or a path.
 
     `names` decodes only those tensors, and only the frames that hold them. Frames are decoded in software
     unless `hwaccel` names an ffmpeg hwaccel (cuda, vaapi, qsv, ...); either way the symbols are checked
     against their stored checksums.
     """
-    return open_compressed(source).decompress(names, ffmpeg_path=ffmpeg_path, jobs=jobs, progress=progress,
-                                              hwaccel=hwaccel)
+    return open_compressed(source).decompress(
+        names, ffmpeg_path=ffmpeg_path, jobs=jobs, progress=progress, hwaccel=hwaccel
+    )
 
 
 def model_source(model) -> ModelSource:
@@ -163,22 +194,37 @@ def resolve_codec(recipe: Recipe, settings: EncoderSettings, binary: str, notes:
         return chosen
     codec = get_codec(spec.name)
     if codec.experimental:
-        notes.append(f"{codec.name} is experimental (never run end to end by the maintainers); the round trip is "
-                     f"verified as for any codec")
+        notes.append(
+            f"{codec.name} is experimental (never run end to end by the maintainers); the round trip is "
+            f"verified as for any codec"
+        )
     return codec
 
 
-def compress(model, recipe: Recipe | str | dict | None = None, *, arch: str | nn.Module | None = None,
-             input_shape: tuple[int, ...] | None = None, output: str | os.PathLike | None = None,
-             force: bool = False, ffmpeg_path: str | None = None, jobs: int | None = None,
-             device: str | None = None, progress: bool = False, min_snr_db: float | None = None) -> CompressedModel:
+def compress(
+    model,
+    recipe: Recipe | str | dict | None = None,
+    *,
+    arch: str | nn.Module | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    calibration: str | os.PathLike | CalibrationInputs | None = None,
+    output: str | os.PathLike | None = None,
+    force: bool = False,
+    ffmpeg_path: str | None = None,
+    jobs: int | None = None,
+    device: str | None = None,
+    progress: bool = False,
+    min_snr_db: float | None = None,
+) -> CompressedModel:
     """Compress a model into a .vcwc file.
 
     `model`: a path (checkpoint, .safetensors, sharded folder), a state dict, a checkpoint dict, an
     nn.Module, or a ModelSource. `recipe`: a Recipe, a name (`lossless`, the default, `smallest`, `fast`),
     a .json/.toml path or a dict. `arch`: the model's architecture (a registered name, "MODULE:CALLABLE"
     or a module; an nn.Module model is its own), which the data-free methods need; `input_shape` is one
-    input's shape, channels first, where the architecture does not say. `output`: write the file there
+    input's shape, channels first, where the architecture does not say (a model that takes token ids is
+    driven by random tokens). `calibration`: real model inputs (a .npz, .pt or .safetensors file, or
+    CalibrationInputs) that drive the methods instead of noise; the file records that data was used. `output`: write the file there
     (streamed: memory holds about one chunk of the model) instead of building it in memory. `device`: a
     hardware encoder's device. `min_snr_db`: refuse (write nothing) if a coded tensor's weight SNR falls
     below it. A coded tensor below 10 dB is reported as a VcwcWarning, also kept in `.warnings`.
@@ -186,8 +232,21 @@ def compress(model, recipe: Recipe | str | dict | None = None, *, arch: str | nn
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", VcwcWarning)
-        result = _compress(model, get_recipe(recipe), arch, input_shape, output, force, ffmpeg_path, jobs, device,
-                           progress, min_snr_db, notes)
+        result = _compress(
+            model,
+            get_recipe(recipe),
+            arch,
+            input_shape,
+            calibration,
+            output,
+            force,
+            ffmpeg_path,
+            jobs,
+            device,
+            progress,
+            min_snr_db,
+            notes,
+        )
     messages = [str(w.message) for w in seen if issubclass(w.category, VcwcWarning)]
     for other in seen:
         if not issubclass(other.category, VcwcWarning):
@@ -197,8 +256,21 @@ def compress(model, recipe: Recipe | str | dict | None = None, *, arch: str | nn
     return CompressedModel(result, warnings_seen=messages, notes=notes)
 
 
-def _compress(model, recipe: Recipe, arch, input_shape, output, force, ffmpeg_path, jobs, device, progress,
-              min_snr_db, notes: list[str]):
+def _compress(
+    model,
+    recipe: Recipe,
+    arch,
+    input_shape,
+    calibration,
+    output,
+    force,
+    ffmpeg_path,
+    jobs,
+    device,
+    progress,
+    min_snr_db,
+    notes: list[str],
+):
     if output is not None:
         check_output(output, force)
     if isinstance(model, nn.Module) and arch is None:
@@ -211,19 +283,42 @@ def _compress(model, recipe: Recipe, arch, input_shape, output, force, ffmpeg_pa
     codec.check(settings)
     probe.require(codec, binary)
     architecture = _architecture(arch, input_shape, recipe)
+    if isinstance(calibration, (str, os.PathLike)):
+        calibration = load_calibration(calibration)
+    wanted = recipe
     recipe = recipe.resolved(codec=codec.name, architecture=architecture is not None)
     candidates = make_plan(source, recipe, codec, settings)
-    methods = data_free.prepare(source, list(candidates.coded), architecture, recipe.rounding,
-                                recipe.bias_correction == "on")
+    try:
+        methods = data_free.prepare(
+            source, list(candidates.coded), architecture, recipe.rounding, recipe.bias_correction == "on", calibration
+        )
+    except InputError as exc:
+        if wanted.needs_architecture:
+            raise
+        # "auto" methods are a best effort: a model they cannot drive keeps the weight-only part.
+        notes.append(f"the data-free methods were left out: {exc}")
+        recipe = recipe.with_changes(rounding="nearest", bias_correction="off")
+        methods = data_free.Methods()
     plan = make_plan(source, recipe, codec, settings, methods.gptq_served)
     with ContainerWriter(output, force) as writer:
-        encoded = encode_tensors(source, plan, writer, binary, jobs=jobs, progress=progress, moments=methods.moments,
-                                 on_decoded=methods.observe)
+        encoded = encode_tensors(
+            source,
+            plan,
+            writer,
+            binary,
+            jobs=jobs,
+            progress=progress,
+            moments=methods.moments,
+            on_decoded=methods.observe,
+        )
         check_min_snr(encoded, min_snr_db)
         for name, snr in encoded.reconstructed_error.items():
             if snr < LOW_SNR_DB:
-                warnings.warn(f"tensor {name!r} came back at {snr:.1f} dB weight SNR: these settings destroy most "
-                              f"of its signal", VcwcWarning, stacklevel=2)
+                warnings.warn(
+                    f"tensor {name!r} came back at {snr:.1f} dB weight SNR: these settings destroy most of its signal",
+                    VcwcWarning,
+                    stacklevel=2,
+                )
         corrected = methods.corrected(source)
         records = _records(source, plan, encoded, corrected, recipe.uncoded, writer)
         metadata = _metadata(source, records, encoded, recipe, methods, corrected, binary if plan.coded else None)
@@ -236,11 +331,7 @@ def _architecture(arch, input_shape, recipe: Recipe) -> Architecture | None:
             method = "gptq rounding" if recipe.rounding == "gptq" else "bias correction"
             raise InputError(f"{method} needs the model's architecture (arch=...)")
         return None
-    architecture = resolve(arch, input_shape)
-    if architecture.input_shape is None and (recipe.rounding != "nearest" or recipe.bias_correction != "off"):
-        raise InputError(f"the data-free methods run noise through {architecture.name}: give one input's shape "
-                         f"(input_shape), e.g. (3, 224, 224)")
-    return architecture
+    return resolve(arch, input_shape)
 
 
 def _records(source: ModelSource, plan, encoded, corrected: dict, uncoded_storage: str, writer) -> list[TensorRecord]:
@@ -251,29 +342,44 @@ def _records(source: ModelSource, plan, encoded, corrected: dict, uncoded_storag
     for name in source.names:
         if name in encoded.records:
             record = encoded.records[name]
-            record = replace(record, quantizer=replace(record.quantizer, scales=replace(record.quantizer.scales,
-                                                                                      blob=scales_blob)))
+            record = replace(
+                record, quantizer=replace(record.quantizer, scales=replace(record.quantizer.scales, blob=scales_blob))
+            )
         elif name in plan.aliases:
-            record = TensorRecord(name, source.dtype(name), tuple(source.shape(name)), "alias",
-                                  alias_of=plan.aliases[name])
+            record = TensorRecord(
+                name, source.dtype(name), tuple(source.shape(name)), "alias", alias_of=plan.aliases[name]
+            )
         else:
             record = uncoded[name]
         records.append(record)
     return records
 
 
-def _metadata(source: ModelSource, records: list[TensorRecord], encoded, recipe: Recipe, methods, corrected: dict,
-              binary) -> dict:
+def _metadata(
+    source: ModelSource, records: list[TensorRecord], encoded, recipe: Recipe, methods, corrected: dict, binary
+) -> dict:
     metadata = {
-        "format": "vcwc", "vcwc_version": __version__, "ffmpeg_version": ffmpeg.version(binary) if binary else None,
-        "source": SourceRecord(source.prefix, source.container_key, source.extras, tuple(source.dropped),
-                               source.shards, source.shard_metadata).to_dict(),
-        "tensors": [record.to_dict() for record in records], "frames": [f.to_dict() for f in encoded.frames],
+        "format": "vcwc",
+        "vcwc_version": __version__,
+        "ffmpeg_version": ffmpeg.version(binary) if binary else None,
+        "source": SourceRecord(
+            source.prefix,
+            source.container_key,
+            source.extras,
+            tuple(source.dropped),
+            source.shards,
+            source.shard_metadata,
+        ).to_dict(),
+        "tensors": [record.to_dict() for record in records],
+        "frames": [f.to_dict() for f in encoded.frames],
         "recipe": recipe.to_dict(),
     }
     if methods.report:
         metadata["methods"] = methods.report
     if methods.correction is not None:
-        metadata["bias_correction"] = {"method": "batchnorm_driven_noise", "corrected": sorted(corrected),
-                                       "uncorrectable": sorted(methods.correction.uncorrectable)}
+        metadata["bias_correction"] = {
+            "method": "batchnorm_driven_noise",
+            "corrected": sorted(corrected),
+            "uncorrectable": sorted(methods.correction.uncorrectable),
+        }
     return metadata

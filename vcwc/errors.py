@@ -24,8 +24,7 @@ class CodecError(VcwcError, RuntimeError):
 class FFmpegError(VcwcError, RuntimeError):
     """ffmpeg failed, timed out, or returned something other than what was asked for."""
 
-    def __init__(self, message: str, command: list[str] | None = None, stderr: str = "",
-                 returncode: int | None = None):
+    def __init__(self, message: str, command: list[str] | None = None, stderr: str = "", returncode: int | None = None):
         self.command = command or []
         self.stderr = stderr
         self.returncode = returncode

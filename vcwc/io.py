@@ -1,16 +1,15 @@
-"""Model files in and out: checkpoints, safetensors files and sharded safetensors folders.
+"""Model files in: checkpoints, safetensors files and sharded safetensors folders (vcwc.save writes them).
 
 Reading never runs pickle code (`torch.load(weights_only=True)`, or safetensors). A model is a
 `ModelSource`: tensor names, dtypes and shapes, and each tensor read when asked for. PyTorch
 checkpoints are loaded whole; safetensors files and sharded folders (a Hugging Face style folder with
 model.safetensors.index.json, or a single model.safetensors) are read one tensor at a time, so a model
-larger than memory can be compressed. Writing is atomic: a file or folder appears whole or not at all.
+larger than memory can be compressed.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import pickle
 import re
@@ -22,9 +21,8 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .files import atomic_directory, atomic_write, check_output
 from .format.container import MAGIC
-from .format.safetensors import ITEM_BYTES, SafetensorsFile, SafetensorsWriter, from_array
+from .format.safetensors import SafetensorsFile, from_array
 
 TORCH_SUFFIXES = {".pt", ".pth", ".th", ".bin", ".ckpt"}
 DATA_PARALLEL_PREFIX = "module."
@@ -32,9 +30,18 @@ STATE_DICT_KEYS = ("state_dict", "model")
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 EXTRAS_KEY = "vcwc_extras"
-DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",
-               torch.float64: "float64", torch.int64: "int64", torch.int32: "int32", torch.int16: "int16",
-               torch.int8: "int8", torch.uint8: "uint8", torch.bool: "bool"}
+DTYPE_NAMES = {
+    torch.float32: "float32",
+    torch.float16: "float16",
+    torch.bfloat16: "bfloat16",
+    torch.float64: "float64",
+    torch.int64: "int64",
+    torch.int32: "int32",
+    torch.int16: "int16",
+    torch.int8: "int8",
+    torch.uint8: "uint8",
+    torch.bool: "bool",
+}
 TORCH_DTYPES = {name: dtype for dtype, name in DTYPE_NAMES.items()}
 FLOAT_NAMES = ("float32", "float16", "bfloat16", "float64")
 
@@ -74,7 +81,7 @@ class ModelSource:
         return self.dtype(name) in FLOAT_NAMES
 
     def tensor(self, name: str) -> torch.Tensor:
-        return _torch_from_bytes(self.raw(name), self.dtype(name), self.shape(name))
+        return torch_from_bytes(self.raw(name), self.dtype(name), self.shape(name))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Every tensor in memory, tied ones sharing storage as they did."""
@@ -87,8 +94,15 @@ class ModelSource:
 class LoadedModel(ModelSource):
     """A model held in memory as a state dict of torch tensors."""
 
-    def __init__(self, state_dict: dict[str, torch.Tensor], prefix: str = "", container_key: str | None = None,
-                 extras: dict | None = None, dropped: list[str] | None = None, source: str = "<state dict>"):
+    def __init__(
+        self,
+        state_dict: dict[str, torch.Tensor],
+        prefix: str = "",
+        container_key: str | None = None,
+        extras: dict | None = None,
+        dropped: list[str] | None = None,
+        source: str = "<state dict>",
+    ):
         super().__init__(source, prefix, container_key, extras or {}, dropped or [])
         for name, tensor in state_dict.items():
             if tensor.dtype not in DTYPE_NAMES:
@@ -141,8 +155,9 @@ def _tied(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
 class SafetensorsModel(ModelSource):
     """One safetensors file or a sharded folder, read a tensor at a time."""
 
-    def __init__(self, files: list[Path], source: str, shards: dict[str, str] | None = None,
-                 shard_metadata: dict | None = None):
+    def __init__(
+        self, files: list[Path], source: str, shards: dict[str, str] | None = None, shard_metadata: dict | None = None
+    ):
         super().__init__(source, shards=shards, shard_metadata=shard_metadata)
         self._files: dict[str, SafetensorsFile] = {}
         self._where: dict[str, SafetensorsFile] = {}
@@ -198,8 +213,9 @@ def load_model(path: str | os.PathLike) -> ModelSource:
         raise InputError(f"model file {str(path)!r} is not a file")
     with open(path, "rb") as handle:
         if handle.read(len(MAGIC)) == MAGIC:
-            raise InputError(f"{path}: is a .vcwc file, already compressed; decompress it first, or give the "
-                             f"original model")
+            raise InputError(
+                f"{path}: is a .vcwc file, already compressed; decompress it first, or give the original model"
+            )
     if path.name.endswith(".index.json"):
         return _load_index(path)
     if path.suffix == ".safetensors":
@@ -237,9 +253,11 @@ def _torch_load(path: Path):
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", re.sub(r"\x1b\[[0-9;]*m", "", str(exc)))
         what = f" (it holds {found.group(1)})" if found else ""
-        raise InputError(f"{path}: refused: it holds Python objects other than tensors{what}, and loading them "
-                         f"would run pickle code; save the weights alone with torch.save(model.state_dict(), "
-                         f"PATH) or safetensors") from None
+        raise InputError(
+            f"{path}: refused: it holds Python objects other than tensors{what}, and loading them "
+            f"would run pickle code; save the weights alone with torch.save(model.state_dict(), "
+            f"PATH) or safetensors"
+        ) from None
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as exc:
@@ -258,8 +276,10 @@ def from_checkpoint(checkpoint, source: str = "<state dict>") -> LoadedModel:
     if not _is_state_dict(checkpoint):
         container_key = next((key for key in STATE_DICT_KEYS if _is_state_dict(checkpoint.get(key))), None)
         if container_key is None:
-            raise InputError(f"{source}: no state dict found (expected a dict of tensors, or one under "
-                             f"{' or '.join(map(repr, STATE_DICT_KEYS))})")
+            raise InputError(
+                f"{source}: no state dict found (expected a dict of tensors, or one under "
+                f"{' or '.join(map(repr, STATE_DICT_KEYS))})"
+            )
     state_dict = dict(checkpoint[container_key] if container_key else checkpoint)
     extras, dropped = {}, []
     for key, value in checkpoint.items():
@@ -272,15 +292,18 @@ def from_checkpoint(checkpoint, source: str = "<state dict>") -> LoadedModel:
     prefix = ""
     if state_dict and all(name.startswith(DATA_PARALLEL_PREFIX) for name in state_dict):
         prefix = DATA_PARALLEL_PREFIX
-        state_dict = {name[len(prefix):]: tensor for name, tensor in state_dict.items()}
+        state_dict = {name[len(prefix) :]: tensor for name, tensor in state_dict.items()}
     if not state_dict:
         raise InputError(f"{source}: the state dict is empty")
     return LoadedModel(state_dict, prefix, container_key, extras, dropped, source)
 
 
 def _is_state_dict(value) -> bool:
-    return isinstance(value, dict) and bool(value) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+    )
 
 
 def _json_able(value) -> bool:
@@ -291,7 +314,7 @@ def _json_able(value) -> bool:
         return False
 
 
-def _torch_from_bytes(data: bytes, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
+def torch_from_bytes(data: bytes, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
     if not data:
         return torch.empty(shape, dtype=TORCH_DTYPES[dtype])
     return torch.frombuffer(bytearray(data), dtype=TORCH_DTYPES[dtype]).reshape(shape)
@@ -303,87 +326,3 @@ def tensor_bytes(values, dtype: str) -> bytes:
         tensor = values.detach().cpu().to(TORCH_DTYPES[dtype]).contiguous()
         return tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
     return from_array(np.asarray(values), dtype)
-
-
-# Writing ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OutputTensor:
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-
-
-def write_model(path: str | os.PathLike, tensors: list[OutputTensor], produce, *, force: bool = False,
-                extras: dict | None = None, container_key: str | None = None,
-                shards: dict[str, str] | None = None, shard_metadata: dict | None = None) -> Path:
-    """Write tensors as .safetensors, .pt/.pth, or a sharded safetensors folder.
-
-    `produce()` yields (name, bytes) in the order of `tensors`, one at a time: safetensors output is
-    streamed, so memory holds one tensor. A folder gets the shard file names and tensor-to-shard layout
-    of `shards` (one model.safetensors without it) and model.safetensors.index.json. A .pt file gets the
-    checkpoint's shape back when `container_key` is given ({key: state dict, **extras}); a .safetensors
-    file keeps `extras` as JSON in its metadata.
-    """
-    folder = _is_folder_target(path)
-    path = Path(path)
-    metadata = {EXTRAS_KEY: json.dumps(extras)} if extras else None
-    if folder:
-        return atomic_directory(path, lambda folder: _write_shards(folder, tensors, produce(), shards,
-                                                                   shard_metadata, metadata), force)
-    if path.suffix == ".safetensors":
-        def write(temporary: str) -> None:
-            with SafetensorsWriter(temporary, [(t.name, t.dtype, t.shape) for t in tensors], metadata) as writer:
-                for name, data in produce():
-                    writer.write(name, data)
-
-        return atomic_write(path, write, force)
-    if path.suffix in TORCH_SUFFIXES:
-        check_output(path, force)
-        info = {t.name: t for t in tensors}
-        state_dict = {name: _torch_from_bytes(data, info[name].dtype, info[name].shape) for name, data in produce()}
-        checkpoint = {container_key: state_dict, **(extras or {})} if container_key else state_dict
-        return atomic_write(path, lambda temporary: torch.save(checkpoint, temporary), force)
-    raise InputError(f"output {str(path)!r}: use a .safetensors or .pt/.pth suffix, or a folder (ending in /)")
-
-
-def _is_folder_target(path: str | os.PathLike) -> bool:
-    """A trailing slash or an existing folder means a sharded folder."""
-    return str(path).endswith(("/", os.sep)) or Path(path).is_dir()
-
-
-def _write_shards(folder: Path, tensors: list[OutputTensor], produced, shards: dict[str, str] | None,
-                  shard_metadata: dict | None, metadata: dict | None) -> None:
-    """Every shard open at once, each tensor written to its own as it comes: memory holds one tensor."""
-    layout = shards or {}
-    files: dict[str, list[OutputTensor]] = {}
-    for tensor in tensors:
-        files.setdefault(layout.get(tensor.name, SINGLE_FILE), []).append(tensor)
-    shard_header = {"format": "pt"} if shards is not None else metadata
-    writers = {name: SafetensorsWriter(folder / name, [(t.name, t.dtype, t.shape) for t in members], shard_header)
-               for name, members in files.items()}
-    try:
-        for name, data in produced:
-            writers[layout.get(name, SINGLE_FILE)].write(name, data)
-    finally:
-        for writer in writers.values():
-            writer.close()
-    if shards is not None:
-        total = sum(math.prod(t.shape) * ITEM_BYTES[t.dtype] for t in tensors)
-        index = {"metadata": {**(shard_metadata or {}), "total_size": total},
-                 "weight_map": {t.name: layout.get(t.name, SINGLE_FILE) for t in tensors}}
-        (folder / INDEX_FILE).write_text(json.dumps(index, indent=2))
-
-
-def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | os.PathLike, *, force: bool = False,
-                    extras: dict | None = None, container_key: str | None = None) -> Path:
-    """Write an in-memory state dict as .safetensors, .pt/.pth, or a folder."""
-    tensors = [OutputTensor(name, DTYPE_NAMES[t.dtype], tuple(t.shape)) for name, t in state_dict.items()]
-
-    def produce():
-        for name, tensor in state_dict.items():
-            yield name, tensor_bytes(tensor, DTYPE_NAMES[tensor.dtype])
-
-    return write_model(path, tensors, produce, force=force, extras=extras, container_key=container_key)
-

@@ -20,8 +20,8 @@ def _blocks(original, reconstructed):
         yield reference[start:end].astype(np.float64), values[start:end].astype(np.float64)
 
 
-def error_stats(original, reconstructed) -> tuple[float, float]:
-    """(snr_db, max_abs_error) in one pass over the two arrays."""
+def error_sums(original, reconstructed) -> tuple[float, float, float]:
+    """(signal energy, error energy, max_abs_error) in one pass over the two arrays; sums of parts add up."""
     signal = error = largest = 0.0
     for reference, values in _blocks(original, reconstructed):
         difference = values - reference
@@ -29,6 +29,12 @@ def error_stats(original, reconstructed) -> tuple[float, float]:
         signal += float(np.dot(reference, reference))
         if difference.size:
             largest = max(largest, float(np.abs(difference).max()))
+    return signal, error, largest
+
+
+def error_stats(original, reconstructed) -> tuple[float, float]:
+    """(snr_db, max_abs_error) in one pass over the two arrays."""
+    signal, error, largest = error_sums(original, reconstructed)
     return decibels(signal, error), largest
 
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .codecs import get_codec
 from .codecs.custom import STANDARDS
@@ -66,15 +67,25 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 def _no_unknown(source: str, data: dict, known: set[str], prefix: str) -> None:
     unknown = sorted(set(data) - known)
     if unknown:
-        raise InputError(f"{source}: unknown setting {prefix}{unknown[0]}; known: "
-                         f"{', '.join(prefix + k for k in sorted(known))}")
+        raise InputError(
+            f"{source}: unknown setting {prefix}{unknown[0]}; known: {', '.join(prefix + k for k in sorted(known))}"
+        )
 
 
 # The flat names of settings (as on the command line) and where they live in a recipe.
-SETTINGS = {"codec": "codec.name", "qp": "codec.qp", "preset": "codec.preset", "encoder_args": "codec.encoder_args",
-            "encoder_format": "codec.encoder_format", "granularity": "quantizer.granularity", "bits": "quantizer.bits",
-            "step_qp": "quantizer.step_qp", "layers": "selection.layers", "include": "selection.include",
-            "exclude": "selection.exclude"}
+SETTINGS = {
+    "codec": "codec.name",
+    "qp": "codec.qp",
+    "preset": "codec.preset",
+    "encoder_args": "codec.encoder_args",
+    "encoder_format": "codec.encoder_format",
+    "granularity": "quantizer.granularity",
+    "bits": "quantizer.bits",
+    "step_qp": "quantizer.step_qp",
+    "layers": "selection.layers",
+    "include": "selection.include",
+    "exclude": "selection.exclude",
+}
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,7 @@ class CodecSettings:
 
     @property
     def custom_encoder(self) -> str | None:
-        return self.name[len(CUSTOM_PREFIX):] if self.name.startswith(CUSTOM_PREFIX) else None
+        return self.name[len(CUSTOM_PREFIX) :] if self.name.startswith(CUSTOM_PREFIX) else None
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,8 @@ class QuantizerSettings:
     """Linear symmetric quantization, zero point 0.
 
     Without `step_qp`, each tensor (or output channel, `per_channel`) gets the scale max|w| / max_level
-    with max_level = 2^(bits-1) - 1. With `step_qp`, every tensor gets the fixed step 2^(step_qp/4) in
+    with max_level = 2^(bits-1) - 1. Up to 8 bits the symbols sit in 8-bit frames; `bits` 9 or 10 let
+    tensors that need more than 127 levels use 10-bit frames (where the codec takes them; else 8). With `step_qp`, every tensor gets the fixed step 2^(step_qp/4) in
     weight units (NNCodec's QP scale), except that a tensor whose range would need more than
     max_level steps gets the coarser scale max|w| / max_level instead of being clipped.
     """
@@ -124,14 +136,15 @@ class QuantizerSettings:
     def __post_init__(self):
         _check_choice("quantizer.granularity", self.granularity, GRANULARITIES)
         _check_type("quantizer.bits", self.bits, int)
-        if not 2 <= self.bits <= 8:
-            raise InputError(f"recipe quantizer.bits must be between 2 and 8, got {self.bits}")
+        if not 2 <= self.bits <= 10:
+            raise InputError(f"recipe quantizer.bits must be between 2 and 10, got {self.bits}")
         _check_type("quantizer.step_qp", self.step_qp, (int, float), optional=True)
         if isinstance(self.step_qp, float) and self.step_qp.is_integer():
             object.__setattr__(self, "step_qp", int(self.step_qp))  # -16.0 and -16 are one recipe
         if self.step_qp is not None and not -64 <= self.step_qp <= 16:
-            raise InputError(f"recipe quantizer.step_qp must be between -64 and 16 (a step of 2^-16 to 16), "
-                             f"got {self.step_qp}")
+            raise InputError(
+                f"recipe quantizer.step_qp must be between -64 and 16 (a step of 2^-16 to 16), got {self.step_qp}"
+            )
 
     @property
     def step(self) -> float | None:
@@ -256,8 +269,10 @@ class Recipe:
             elif key in self.__dataclass_fields__:
                 top[key] = value
             else:
-                raise InputError(f"recipe has no setting {key!r}; settings: {', '.join(SETTINGS)}, "
-                                 f"{', '.join(k for k in self.__dataclass_fields__ if k not in ('version',))}")
+                raise InputError(
+                    f"recipe has no setting {key!r}; settings: {', '.join(SETTINGS)}, "
+                    f"{', '.join(k for k in self.__dataclass_fields__ if k not in ('version',))}"
+                )
         for section, values in sections.items():
             if section not in ("codec", "quantizer", "selection"):
                 raise InputError(f"recipe has no section {section!r}")
@@ -270,16 +285,29 @@ class Recipe:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["overrides"] = [{k: v for k, v in o.items() if v is not None} for o in data["overrides"]]
-        data["selection"] = {**data["selection"], "include": list(self.selection.include),
-                             "exclude": list(self.selection.exclude)}
+        data["selection"] = {
+            **data["selection"],
+            "include": list(self.selection.include),
+            "exclude": list(self.selection.exclude),
+        }
         return data
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "recipe") -> Recipe:
         if not isinstance(data, dict):
             raise InputError(f"{source}: a recipe is an object of settings")
-        known = {"name", "version", "codec", "quantizer", "rounding", "bias_correction", "selection",
-                 "arrangement", "uncoded", "overrides"}
+        known = {
+            "name",
+            "version",
+            "codec",
+            "quantizer",
+            "rounding",
+            "bias_correction",
+            "selection",
+            "arrangement",
+            "uncoded",
+            "overrides",
+        }
         _no_unknown(source, data, known, "")
         values = dict(data)
         try:
@@ -336,8 +364,9 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "lossless": Recipe("lossless"),
-    "smallest": Recipe("smallest", CodecSettings("x264"), QuantizerSettings(step_qp=-16), rounding="auto",
-                       bias_correction="auto"),
+    "smallest": Recipe(
+        "smallest", CodecSettings("x264"), QuantizerSettings(step_qp=-16), rounding="auto", bias_correction="auto"
+    ),
     "fast": Recipe("fast", CodecSettings("x264", preset="ultrafast"), QuantizerSettings("per_channel")),
 }
 
@@ -346,8 +375,9 @@ def named(name: str) -> Recipe:
     try:
         return RECIPES[name]
     except KeyError:
-        raise InputError(f"unknown recipe {name!r}; named recipes: {', '.join(RECIPES)}, or a .json/.toml file") \
-            from None
+        raise InputError(
+            f"unknown recipe {name!r}; named recipes: {', '.join(RECIPES)}, or a .json/.toml file"
+        ) from None
 
 
 def get_recipe(recipe: Recipe | str | dict | None) -> Recipe:
@@ -362,5 +392,7 @@ def get_recipe(recipe: Recipe | str | dict | None) -> Recipe:
         return Recipe.load(recipe)
     if isinstance(recipe, str):
         return named(recipe)
-    raise InputError(f"a recipe is a Recipe, a name ({', '.join(RECIPES)}), a .json/.toml file or a dict; "
-                     f"got {type(recipe).__name__}")
+    raise InputError(
+        f"a recipe is a Recipe, a name ({', '.join(RECIPES)}), a .json/.toml file or a dict; "
+        f"got {type(recipe).__name__}"
+    )

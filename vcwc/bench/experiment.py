@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 import zstandard
 
 from ..api import compress, decompress
-from ..errors import InputError
+from ..errors import InputError, VcwcWarning
 from ..eval.classification import EvalResult, evaluate
 from ..eval.datasets import Dataset
 from ..files import atomic_write
@@ -30,14 +31,14 @@ from ..recipe import Recipe, Selection, step_from_qp
 from .names import BASELINES, CORRECTIONS
 
 
-
 def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
     """Hash of names, dtypes, shapes and values: equal digests mean identical reconstructions."""
     digest = hashlib.sha256()
     for name, tensor in state_dict.items():
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-                      if tensor.numel() else b"")
+        digest.update(
+            tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        )
     return digest.hexdigest()
 
 
@@ -46,8 +47,9 @@ def correction_of(recipe: Recipe) -> str | None:
     settings = {"rounding": recipe.rounding, "bias_correction": recipe.bias_correction}
     name = next((name for name, values in CORRECTIONS.items() if values == settings), None)
     if name is None:
-        steps = ([recipe.rounding] if recipe.rounding != "nearest" else []) + \
-                (["bias"] if recipe.bias_correction == "on" else [])
+        steps = ([recipe.rounding] if recipe.rounding != "nearest" else []) + (
+            ["bias"] if recipe.bias_correction == "on" else []
+        )
         name = "+".join(steps) or "none"
     return None if name == "none" else name
 
@@ -55,10 +57,15 @@ def correction_of(recipe: Recipe) -> str | None:
 def recipe_fields(recipe: Recipe) -> dict:
     """The fields a sweep record has always had, read from the recipe that made the point."""
     step_qp = recipe.quantizer.step_qp
-    return {"method": recipe.codec.name, "codec": recipe.codec.name,
-            "qp": step_qp if step_qp is not None else recipe.codec.qp, "lossless": recipe.codec.qp is None,
-            "granularity": "step" if step_qp is not None else recipe.quantizer.granularity,
-            "step": step_from_qp(step_qp) if step_qp is not None else None, "correction": correction_of(recipe)}
+    return {
+        "method": recipe.codec.name,
+        "codec": recipe.codec.name,
+        "qp": step_qp if step_qp is not None else recipe.codec.qp,
+        "lossless": recipe.codec.qp is None,
+        "granularity": "step" if step_qp is not None else recipe.quantizer.granularity,
+        "step": step_from_qp(step_qp) if step_qp is not None else None,
+        "correction": correction_of(recipe),
+    }
 
 
 @dataclass
@@ -77,8 +84,9 @@ class ModelUnderTest:
     def __post_init__(self):
         architecture = resolve(self.arch)
         if architecture.preprocess is None:
-            raise InputError(f"scoring on images needs a registered architecture with its preprocessing, not "
-                             f"{self.arch!r}")
+            raise InputError(
+                f"scoring on images needs a registered architecture with its preprocessing, not {self.arch!r}"
+            )
         self.preprocess = architecture.preprocess
         self.state_dict = self.loaded.state_dict()
         self.module = build_model(architecture, self.state_dict)
@@ -104,8 +112,13 @@ class ModelUnderTest:
         known = stored is not None
         if stored is None:
             self.module.load_state_dict(state_dict, strict=True)
-            stored = evaluate(self.module, self.dataset, self.preprocess, progress=self.progress,
-                              reference_logits=self.original.logits if reference else None)
+            stored = evaluate(
+                self.module,
+                self.dataset,
+                self.preprocess,
+                progress=self.progress,
+                reference_logits=self.original.logits if reference else None,
+            )
             self.module.load_state_dict(self.state_dict, strict=True)
             if reference:
                 self._store_score(key, stored)
@@ -131,16 +144,29 @@ class ModelUnderTest:
             atomic_write(path, json.dumps(result.to_dict()).encode(), force=True)
 
     def accuracy_fields(self, result: EvalResult) -> dict:
-        return {"top1": result.top1, "top5": result.top5, "top1_change": result.top1 - self.original.top1,
-                "agreement": result.agreement, "mean_kl": result.mean_kl, "eval_images": result.n_images,
-                "cached_evaluation": False}
+        return {
+            "top1": result.top1,
+            "top5": result.top5,
+            "top1_change": result.top1 - self.original.top1,
+            "agreement": result.agreement,
+            "mean_kl": result.mean_kl,
+            "eval_images": result.n_images,
+            "cached_evaluation": False,
+        }
 
     def run_codec(self, recipe: Recipe, *, ffmpeg_path: str | None = None, jobs: int | None = None) -> dict:
         """Compress, decompress and score one recipe; a JSON-able record."""
         uses_architecture = recipe.rounding != "nearest" or recipe.bias_correction != "off"
         start = time.perf_counter()
-        compressed = compress(self.loaded, recipe.with_changes(selection=self.selection), ffmpeg_path=ffmpeg_path,
-                              jobs=jobs, arch=self.arch if uses_architecture else None)
+        with warnings.catch_warnings():  # the record keeps them, beside the SNR that explains them
+            warnings.simplefilter("ignore", VcwcWarning)
+            compressed = compress(
+                self.loaded,
+                recipe.with_changes(selection=self.selection),
+                ffmpeg_path=ffmpeg_path,
+                jobs=jobs,
+                arch=self.arch if uses_architecture else None,
+            )
         encode_seconds = time.perf_counter() - start
         start = time.perf_counter()
         reconstructed = decompress(compressed.data, ffmpeg_path=ffmpeg_path, jobs=jobs)
@@ -148,14 +174,20 @@ class ModelUnderTest:
         report = compressed.size_report()
         result, cached = self.scored(reconstructed)
         record = {
-            **recipe_fields(recipe), "recipe": compressed.recipe,
-            "file_bytes": report.file_bytes, "coded_bytes": report.coded_bytes,
-            "metadata_bytes": report.header_bytes, "uncoded_bytes": report.uncoded_bytes,
-            "coded_weights": report.coded_weights, "bits_per_weight": report.bits_per_weight,
+            **recipe_fields(recipe),
+            "recipe": compressed.recipe,
+            "file_bytes": report.file_bytes,
+            "coded_bytes": report.coded_bytes,
+            "metadata_bytes": report.header_bytes,
+            "uncoded_bytes": report.uncoded_bytes,
+            "coded_weights": report.coded_weights,
+            "bits_per_weight": report.bits_per_weight,
             "compression_ratio": report.compression_ratio,
             "weight_snr_db": coded_snr_db(self.state_dict, reconstructed, self.is_coded),
-            "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,
+            "encode_seconds": encode_seconds,
+            "decode_seconds": decode_seconds,
             "ffmpeg_version": compressed.meta.ffmpeg_version,
+            "warnings": compressed.warnings,
             **self.accuracy_fields(result),
         }
         record["cached_evaluation"] = cached
@@ -168,13 +200,22 @@ class ModelUnderTest:
         original_bytes = sum(t.numel() * t.element_size() for t in self.state_dict.values())
         weights = self.coded_weights
         return {
-            "method": method, "codec": None, "qp": None, "lossless": None,
+            "method": method,
+            "codec": None,
+            "qp": None,
+            "lossless": None,
             "granularity": "per_channel" if method.endswith("per_channel") else "per_tensor",
-            "file_bytes": coded_bytes + uncoded, "coded_bytes": coded_bytes, "metadata_bytes": 0,
-            "uncoded_bytes": uncoded, "coded_weights": weights, "bits_per_weight": 8 * coded_bytes / weights,
+            "file_bytes": coded_bytes + uncoded,
+            "coded_bytes": coded_bytes,
+            "metadata_bytes": 0,
+            "uncoded_bytes": uncoded,
+            "coded_weights": weights,
+            "bits_per_weight": 8 * coded_bytes / weights,
             "compression_ratio": original_bytes / (coded_bytes + uncoded),
             "weight_snr_db": coded_snr_db(self.state_dict, reconstructed, self.is_coded),
-            "encode_seconds": None, "decode_seconds": None, "ffmpeg_version": None,
+            "encode_seconds": None,
+            "decode_seconds": None,
+            "ffmpeg_version": None,
             **self.accuracy_fields(self.score(reconstructed)),
         }
 
@@ -190,18 +231,27 @@ class ModelUnderTest:
 
         state_dict = self.state_dict
         coded = {n: t for n, t in state_dict.items() if self.is_coded(n, t)}
-        result = nncodec_roundtrip({n: t.detach().float().numpy() for n, t in coded.items()}, qp,
-                                   use_dq=use_dq, python=python)
-        reconstructed = {n: torch.from_numpy(result.reconstructed[n]).to(t.dtype) if n in coded else t
-                         for n, t in state_dict.items()}
+        result = nncodec_roundtrip(
+            {n: t.detach().float().numpy() for n, t in coded.items()}, qp, use_dq=use_dq, python=python
+        )
+        reconstructed = {
+            n: torch.from_numpy(result.reconstructed[n]).to(t.dtype) if n in coded else t for n, t in state_dict.items()
+        }
         uncoded = sum(t.numel() * t.element_size() for n, t in state_dict.items() if n not in coded)
         original_bytes = sum(t.numel() * t.element_size() for t in state_dict.values())
         weights = self.coded_weights
         evaluation, cached = self.scored(reconstructed)
         record = {
-            "method": "nncodec", "codec": "nncodec", "qp": qp, "lossless": False, "granularity": "per_tensor",
-            "file_bytes": result.bitstream_bytes + uncoded, "coded_bytes": result.bitstream_bytes,
-            "metadata_bytes": 0, "uncoded_bytes": uncoded, "coded_weights": weights,
+            "method": "nncodec",
+            "codec": "nncodec",
+            "qp": qp,
+            "lossless": False,
+            "granularity": "per_tensor",
+            "file_bytes": result.bitstream_bytes + uncoded,
+            "coded_bytes": result.bitstream_bytes,
+            "metadata_bytes": 0,
+            "uncoded_bytes": uncoded,
+            "coded_weights": weights,
             "bits_per_weight": 8 * result.bitstream_bytes / weights,
             "compression_ratio": original_bytes / (result.bitstream_bytes + uncoded),
             "weight_snr_db": coded_snr_db(state_dict, reconstructed, self.is_coded),
@@ -209,16 +259,18 @@ class ModelUnderTest:
             "decode_seconds": result.startup_seconds + result.decode_seconds,
             "encode_seconds_excl_startup": result.encode_seconds,
             "decode_seconds_excl_startup": result.decode_seconds,
-            "startup_seconds": result.startup_seconds, "worker_seconds": result.worker_seconds,
-            "ffmpeg_version": None, "nncodec_version": result.version, "nncodec_use_dq": use_dq,
+            "startup_seconds": result.startup_seconds,
+            "worker_seconds": result.worker_seconds,
+            "ffmpeg_version": None,
+            "nncodec_version": result.version,
+            "nncodec_use_dq": use_dq,
             # Inside coded_bytes, not on top: NNCodec stores names and shapes in its own bitstream.
-            "bitstream_includes_names_and_shapes": True, "bitstream_name_bytes": result.name_bytes,
+            "bitstream_includes_names_and_shapes": True,
+            "bitstream_name_bytes": result.name_bytes,
             **self.accuracy_fields(evaluation),
         }
         record["cached_evaluation"] = cached
         return record
-
-
 
 
 def baseline(state_dict: dict[str, torch.Tensor], method: str, is_coded):

@@ -5,9 +5,11 @@ BASELINES = ("fp32", "fp16", "int8_per_tensor", "int8_per_channel", "int8_zstd_p
 NNCODEC = "nncodec"  # the optional NNCodec baseline, run in its own Python (vcwc/bench/nncodec.py)
 GRANULARITIES = ("per_tensor", "per_channel", "step")
 # The sweep's --corrections: the data-free methods against quantization error, as recipe settings.
-CORRECTIONS = {"none": {"rounding": "nearest", "bias_correction": "off"},
-               "bias": {"rounding": "nearest", "bias_correction": "on"},
-               "gptq+bias": {"rounding": "gptq", "bias_correction": "on"}}
+CORRECTIONS = {
+    "none": {"rounding": "nearest", "bias_correction": "off"},
+    "bias": {"rounding": "nearest", "bias_correction": "on"},
+    "gptq+bias": {"rounding": "gptq", "bias_correction": "on"},
+}
 # Step QPs of the fixed-step quantizer (step = 2 ** (qp / 4), NNCodec's scale), in steps of 1 as NNCodec's.
 STEP_QP_LADDER = tuple(range(-26, -13))
 # NNCodec's quantization step is about 2**(qp/4) in weight units, so 2 steps of QP change the step by a

@@ -25,8 +25,10 @@ PYTHON_ENV = "VCWC_NNCODEC_PYTHON"
 DEFAULT_VENV = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "vcwc" / "nncodec-venv"
 WORKER = Path(__file__).resolve().with_name("nncodec_worker.py")
 DEFAULT_TIMEOUT_SECONDS = 3600.0
-SETUP_HINT = (f"run scripts/setup_nncodec.sh from a vcwc checkout (it builds {DEFAULT_VENV} and prints its "
-              f"python), or point ${PYTHON_ENV} at a Python that has nncodec 2.1.3")
+SETUP_HINT = (
+    f"run scripts/setup_nncodec.sh from a vcwc checkout (it builds {DEFAULT_VENV} and prints its "
+    f"python), or point ${PYTHON_ENV} at a Python that has nncodec 2.1.3"
+)
 
 
 @dataclass
@@ -57,14 +59,14 @@ def find_python(python: str | os.PathLike | None = None) -> str:
         path = Path(chosen).expanduser()
         if not (path.is_file() and os.access(path, os.X_OK)):
             source = "the python option" if python else f"${PYTHON_ENV}"
-            raise InputError(f"NNCodec python {str(chosen)!r} (from {source}) does not exist or is not "
-                             f"executable; {SETUP_HINT}")
+            raise InputError(
+                f"NNCodec python {str(chosen)!r} (from {source}) does not exist or is not executable; {SETUP_HINT}"
+            )
         return str(path)
     default = DEFAULT_VENV / "bin" / "python"
     if default.is_file():
         return str(default)
-    raise NNCodecUnavailable(f"the NNCodec baseline needs its own Python environment and none is set up: "
-                             f"{SETUP_HINT}")
+    raise NNCodecUnavailable(f"the NNCodec baseline needs its own Python environment and none is set up: {SETUP_HINT}")
 
 
 def worker_command(python: str, argument: str) -> list[str]:
@@ -83,9 +85,15 @@ def check(python: str | os.PathLike | None = None, *, timeout: float = 300.0) ->
         raise NNCodecError("NNCodec worker's --check printed no JSON", command, completed.stderr) from None
 
 
-def nncodec_roundtrip(tensors: dict[str, np.ndarray], qp: int, *, use_dq: bool = True,
-                      python: str | os.PathLike | None = None, timeout: float | None = None,
-                      repeats: int = 1) -> NNCodecResult:
+def nncodec_roundtrip(
+    tensors: dict[str, np.ndarray],
+    qp: int,
+    *,
+    use_dq: bool = True,
+    python: str | os.PathLike | None = None,
+    timeout: float | None = None,
+    repeats: int = 1,
+) -> NNCodecResult:
     """Encode `tensors` (float32) with NNCodec at `qp` and decode them again, in the NNCodec environment.
 
     `repeats` > 1 times the encode and decode that many times in the one warm worker (benchmarks).
@@ -105,8 +113,9 @@ def nncodec_roundtrip(tensors: dict[str, np.ndarray], qp: int, *, use_dq: bool =
 
     with tempfile.TemporaryDirectory(prefix="vcwc-nncodec-") as workdir:
         folder = Path(workdir)
-        (folder / "request.json").write_text(json.dumps({"names": names, "qp": int(qp), "use_dq": bool(use_dq),
-                                                           "repeats": int(repeats)}))
+        (folder / "request.json").write_text(
+            json.dumps({"names": names, "qp": int(qp), "use_dq": bool(use_dq), "repeats": int(repeats)})
+        )
         np.savez(folder / "tensors.npz", **arrays)
         command = worker_command(command_python, workdir)
         launched = time.time()
@@ -119,26 +128,35 @@ def nncodec_roundtrip(tensors: dict[str, np.ndarray], qp: int, *, use_dq: bool =
                 reconstructed = {name: archive[f"arr_{index}"] for index, name in enumerate(names)}
             bitstream = (folder / "bitstream.nnc").read_bytes()
         except (OSError, ValueError, KeyError) as exc:
-            raise NNCodecError(f"NNCodec worker exited 0 but its output is unreadable ({exc})", command,
-                               completed.stderr) from None
+            raise NNCodecError(
+                f"NNCodec worker exited 0 but its output is unreadable ({exc})", command, completed.stderr
+            ) from None
     return NNCodecResult(
-        bitstream_bytes=result["bitstream_bytes"], reconstructed=reconstructed,
-        encode_seconds=result["encode_seconds"], decode_seconds=result["decode_seconds"],
-        version=result["versions"]["nncodec"], startup_seconds=max(0.0, result["imported_at"] - launched),
-        worker_seconds=worker_seconds, name_bytes=result["name_bytes"], bitstream=bitstream,
-        versions=result["versions"], encode_times=result["encode_times"], decode_times=result["decode_times"])
+        bitstream_bytes=result["bitstream_bytes"],
+        reconstructed=reconstructed,
+        encode_seconds=result["encode_seconds"],
+        decode_seconds=result["decode_seconds"],
+        version=result["versions"]["nncodec"],
+        startup_seconds=max(0.0, result["imported_at"] - launched),
+        worker_seconds=worker_seconds,
+        name_bytes=result["name_bytes"],
+        bitstream=bitstream,
+        versions=result["versions"],
+        encode_times=result["encode_times"],
+        decode_times=result["decode_times"],
+    )
 
 
 def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess:
     try:
-        completed = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout,
-                                   stdin=subprocess.DEVNULL)
+        completed = subprocess.run(
+            command, capture_output=True, text=True, errors="replace", timeout=timeout, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired as exc:
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
         raise NNCodecError(f"NNCodec worker timed out after {timeout:g} s", command, stderr) from None
     except OSError as exc:
         raise NNCodecError(f"cannot start the NNCodec worker ({exc.strerror})", command) from None
     if completed.returncode != 0:
-        raise NNCodecError(f"NNCodec worker failed (exit status {completed.returncode})", command,
-                           completed.stderr)
+        raise NNCodecError(f"NNCodec worker failed (exit status {completed.returncode})", command, completed.stderr)
     return completed

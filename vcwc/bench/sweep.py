@@ -13,12 +13,12 @@ import json
 import os
 import platform
 import time
-import tomllib
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import tomllib
 from tqdm import tqdm
 
 from ..codecs import get_codec
@@ -27,7 +27,7 @@ from ..files import atomic_write
 from ..recipe import CodecSettings, QuantizerSettings, Recipe
 from ..version import __version__
 from .experiment import recipe_fields
-from .names import BASELINES, CORRECTIONS, GRANULARITIES, KNEE_ABOVE, KNEE_BELOW, NNCODEC, STEP_QP_LADDER
+from .names import BASELINES, CORRECTIONS, KNEE_ABOVE, KNEE_BELOW, NNCODEC, STEP_QP_LADDER
 
 POINTS_FOLDER = "points"
 EVALS_FOLDER = "evaluations"
@@ -66,10 +66,13 @@ class ModelSpec:
             missing = [key for key in ("path", "arch", "data") if key not in entry]
             if missing:
                 raise InputError(f"{path}: [[model]] number {index + 1} lacks {', '.join(missing)}")
-            model_path, data = (str((base / entry[key]).resolve()) if not Path(entry[key]).is_absolute()
-                                else entry[key] for key in ("path", "data"))
-            specs.append(cls(entry.get("name", Path(model_path).stem), model_path, entry["arch"], data,
-                             entry.get("limit")))
+            model_path, data = (
+                str((base / entry[key]).resolve()) if not Path(entry[key]).is_absolute() else entry[key]
+                for key in ("path", "data")
+            )
+            specs.append(
+                cls(entry.get("name", Path(model_path).stem), model_path, entry["arch"], data, entry.get("limit"))
+            )
         if not specs:
             raise InputError(f"{path}: no [[model]] entries")
         return specs
@@ -154,10 +157,17 @@ def file_digest(path: str) -> str:
     return digest.hexdigest()
 
 
-def plan_points(models: list[ModelSpec], codecs: list[str], granularities: list[str],
-                qps: dict[str, list[int | None]] | None = None, baselines: tuple[str, ...] = BASELINES,
-                eval_limit: int | None = None, nncodec_qps: list[int] | None = None,
-                step_qps: list[int] | None = None, corrections: tuple[str, ...] = ("none",)) -> list[Point]:
+def plan_points(
+    models: list[ModelSpec],
+    codecs: list[str],
+    granularities: list[str],
+    qps: dict[str, list[int | None]] | None = None,
+    baselines: tuple[str, ...] = BASELINES,
+    eval_limit: int | None = None,
+    nncodec_qps: list[int] | None = None,
+    step_qps: list[int] | None = None,
+    corrections: tuple[str, ...] = ("none",),
+) -> list[Point]:
     """Every point of the grid. `qps` maps a codec to its QPs (None = lossless); default: its ladder.
 
     The "step" granularity takes `step_qps` (default STEP_QP_LADDER) instead, for every codec with a
@@ -178,8 +188,11 @@ def plan_points(models: list[ModelSpec], codecs: list[str], granularities: list[
                 if granularity == "step" and not spec.supports_lossless:
                     continue
                 values = step_qps or STEP_QP_LADDER if granularity == "step" else ladder
-                points += [Point(model, codec, sweep_recipe(codec, granularity, qp, correction), eval_limit=eval_limit)
-                           for correction in corrections for qp in values]
+                points += [
+                    Point(model, codec, sweep_recipe(codec, granularity, qp, correction), eval_limit=eval_limit)
+                    for correction in corrections
+                    for qp in values
+                ]
     return points
 
 
@@ -215,8 +228,18 @@ class Sweep:
         (self.out / EVALS_FOLDER).mkdir(parents=True, exist_ok=True)
         todo = self.pending(points)
         threads = max(1, (os.cpu_count() or 1) // max(1, self.jobs))
-        tasks = [(p, self.key(p), p.settings(self._digests[p.model.path]), str(self.out), threads, self.ffmpeg_path,
-                  self.nncodec_python) for p in todo]
+        tasks = [
+            (
+                p,
+                self.key(p),
+                p.settings(self._digests[p.model.path]),
+                str(self.out),
+                threads,
+                self.ffmpeg_path,
+                self.nncodec_python,
+            )
+            for p in todo
+        ]
         bar = tqdm(total=len(tasks), desc="sweep", unit="point", disable=None if self.progress else True)
         if self.jobs <= 1:
             for task in tasks:
@@ -254,22 +277,40 @@ def _subject(spec: ModelSpec, limit: int | None, evals_dir: Path):
     if key not in _SUBJECTS:
         _SUBJECTS.clear()  # keep one model in memory per process
         dataset = load_dataset(spec.data, limit=limit or spec.limit)
-        _SUBJECTS[key] = ModelUnderTest(spec.name, load_model(spec.path), spec.arch, dataset,
-                                        evaluation_store=evals_dir)
+        _SUBJECTS[key] = ModelUnderTest(
+            spec.name, load_model(spec.path), spec.arch, dataset, evaluation_store=evals_dir
+        )
     return _SUBJECTS[key]
 
 
-def _run_point(point: Point, key: str, settings: dict, out: str, threads: int, ffmpeg_path: str | None,
-               nncodec_python: str | None = None) -> None:
+def _run_point(
+    point: Point,
+    key: str,
+    settings: dict,
+    out: str,
+    threads: int,
+    ffmpeg_path: str | None,
+    nncodec_python: str | None = None,
+) -> None:
     """Measure one point and write its record; a failure is recorded, never raised."""
     import torch
 
     torch.set_num_threads(threads)
     out_dir = Path(out)
-    record = {"key": key, "settings": settings, "label": point.label(),
-              "model": point.model.name, "arch": point.model.arch, "method": point.method,
-              "granularity": point.granularity, "qp": point.qp, "eval_limit": point.eval_limit,
-              "vcwc_version": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    record = {
+        "key": key,
+        "settings": settings,
+        "label": point.label(),
+        "model": point.model.name,
+        "arch": point.model.arch,
+        "method": point.method,
+        "granularity": point.granularity,
+        "qp": point.qp,
+        "eval_limit": point.eval_limit,
+        "vcwc_version": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
     start = time.perf_counter()
     try:
         if point.is_nncodec:
@@ -294,16 +335,17 @@ def _run_point(point: Point, key: str, settings: dict, out: str, threads: int, f
             result = subject.run_nncodec(point.nncodec_qp, python=nncodec_python)
         else:
             result = subject.run_codec(point.recipe, ffmpeg_path=ffmpeg_path, jobs=threads)
-        record.update(status="ok", original_top1=subject.original.top1, original_top5=subject.original.top5,
-                      **result)
+        record.update(status="ok", original_top1=subject.original.top1, original_top5=subject.original.top5, **result)
     except _Skip as reason:
         record.update(status="skipped", reason=str(reason), retry=reason.retry)
     except (VcwcError, RuntimeError, ValueError, OSError) as exc:
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                      traceback=traceback.format_exc(limit=6))
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=6))
     record["seconds"] = time.perf_counter() - start
-    atomic_write(out_dir / POINTS_FOLDER / f"{key}.json",
-                 json.dumps(record, indent=1, default=_json_default, allow_nan=True).encode(), force=True)
+    atomic_write(
+        out_dir / POINTS_FOLDER / f"{key}.json",
+        json.dumps(record, indent=1, default=_json_default, allow_nan=True).encode(),
+        force=True,
+    )
 
 
 class _Skip(Exception):
@@ -325,21 +367,36 @@ def load_records(out: Path) -> list[dict]:
         raise InputError(f"{out}: not a sweep folder (no {POINTS_FOLDER}/)")
     records = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
     baseline_order = {name: index for index, name in enumerate(BASELINES)}
-    return sorted(records, key=lambda r: (r["model"], r.get("eval_limit") or 0, r["method"] not in baseline_order,
-                                          baseline_order.get(r["method"], 0), r["method"], r["granularity"],
-                                          -1 if r["qp"] is None else r["qp"], r.get("correction") or "", r["key"]))
+    return sorted(
+        records,
+        key=lambda r: (
+            r["model"],
+            r.get("eval_limit") or 0,
+            r["method"] not in baseline_order,
+            baseline_order.get(r["method"], 0),
+            r["method"],
+            r["granularity"],
+            -1 if r["qp"] is None else r["qp"],
+            r.get("correction") or "",
+            r["key"],
+        ),
+    )
 
 
-def knee_points(screened: list[dict], points: list[Point], threshold: float = 99.0,
-                below: int = KNEE_BELOW, above: int = KNEE_ABOVE) -> list[Point]:
+def knee_points(
+    screened: list[dict], points: list[Point], threshold: float = 99.0, below: int = KNEE_BELOW, above: int = KNEE_ABOVE
+) -> list[Point]:
     """From screening records, the full-data points around each series' knee.
 
     A series is one model, codec, granularity and correction. Its knee is the first QP (in increasing order)
     whose agreement with the original on the screening subset falls below `threshold`; we keep
     `below` QPs before it and `above` from it on, plus lossless.
     """
-    agreement = {(r["model"], r["method"], r["granularity"], r["qp"], r.get("correction")): r.get("agreement")
-                 for r in screened if r.get("status") == "ok"}
+    agreement = {
+        (r["model"], r["method"], r["granularity"], r["qp"], r.get("correction")): r.get("agreement")
+        for r in screened
+        if r.get("status") == "ok"
+    }
     series: dict[tuple, list[Point]] = {}
     for point in points:
         if not point.is_baseline:
@@ -348,9 +405,13 @@ def knee_points(screened: list[dict], points: list[Point], threshold: float = 99
     for members in series.values():
         lossless = [p for p in members if p.qp is None]
         lossy = sorted((p for p in members if p.qp is not None), key=lambda p: p.qp)
-        scores = [agreement.get((p.model.name, p.method, p.granularity, p.qp,
-                                 None if p.correction == "none" else p.correction)) for p in lossy]
+        scores = [
+            agreement.get(
+                (p.model.name, p.method, p.granularity, p.qp, None if p.correction == "none" else p.correction)
+            )
+            for p in lossy
+        ]
         knee = next((i for i, value in enumerate(scores) if value is not None and value < threshold), len(lossy))
-        window = lossy[max(0, knee - below):knee + above]
+        window = lossy[max(0, knee - below) : knee + above]
         chosen += [p.with_limit(None) for p in lossless + window]
     return chosen

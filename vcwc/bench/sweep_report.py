@@ -12,10 +12,32 @@ from pathlib import Path
 from ..files import atomic_write
 from .sweep import load_records
 
-CSV_COLUMNS = ["model", "arch", "method", "granularity", "qp", "eval_limit", "status", "file_bytes", "coded_bytes",
-               "bits_per_weight", "compression_ratio", "weight_snr_db", "top1", "top5", "top1_change",
-               "top1_change_se", "agreement", "mean_kl", "eval_images", "encode_seconds", "decode_seconds",
-               "ffmpeg_version", "key", "error"]
+CSV_COLUMNS = [
+    "model",
+    "arch",
+    "method",
+    "granularity",
+    "qp",
+    "eval_limit",
+    "status",
+    "file_bytes",
+    "coded_bytes",
+    "bits_per_weight",
+    "compression_ratio",
+    "weight_snr_db",
+    "top1",
+    "top5",
+    "top1_change",
+    "top1_change_se",
+    "agreement",
+    "mean_kl",
+    "eval_images",
+    "encode_seconds",
+    "decode_seconds",
+    "ffmpeg_version",
+    "key",
+    "error",
+]
 BUDGETS = (0.5, 1.0)  # accuracy-drop budgets, in top-1 points
 
 
@@ -42,6 +64,7 @@ def write_report(out: Path) -> dict[str, Path]:
         "summary.csv": _csv(records).encode(),
         "summary.md": summary_markdown(records).encode(),
         "headline.md": headline_markdown(records).encode(),
+        "short.md": short_markdown(records).encode(),
     }
     paths = {}
     for name, data in written.items():
@@ -82,14 +105,18 @@ def summary_markdown(records: list[dict]) -> str:
     by_model = defaultdict(list)
     for record in records:
         by_model[record["model"]].append(record)
-    lines = ["# Sweep summary", "",
-             "bits/weight: compressed bytes of the coded (>= 2-D) weights including scales, per weight. "
-             "Top-1 change in points against the original model, ± an upper bound on its paired standard error; "
-             "agreement: % of images whose top-1 prediction is unchanged. "
-             "Scales `step`: one quantization step of 2^(QP/4) for every tensor (QP on NNCodec's scale), the codec "
-             "lossless on the symbols; `+ bias corr.`: BatchNorm means and biases corrected for the coded weights' "
-             "mean output shift, without data; `+ gptq`: error-compensating rounding steered by noise, without data "
-             "(docs/rate-accuracy.md). Marks: `a` smallest file of its method within 0.5 points of the original top-1, `b` within 1 point.", ""]
+    lines = [
+        "# Sweep summary",
+        "",
+        "bits/weight: compressed bytes of the coded (>= 2-D) weights including scales, per weight. "
+        "Top-1 change in points against the original model, ± an upper bound on its paired standard error; "
+        "agreement: % of images whose top-1 prediction is unchanged. "
+        "Scales `step`: one quantization step of 2^(QP/4) for every tensor (QP on NNCodec's scale), the codec "
+        "lossless on the symbols; `+ bias corr.`: BatchNorm means and biases corrected for the coded weights' "
+        "mean output shift, without data; `+ gptq`: error-compensating rounding steered by noise, without data "
+        "(docs/rate-accuracy.md). Marks: `a` smallest file of its method within 0.5 points of the original top-1, `b` within 1 point.",
+        "",
+    ]
     for model, rows in by_model.items():
         full = [r for r in rows if not r.get("eval_limit")]
         screen = [r for r in rows if r.get("eval_limit")]
@@ -102,18 +129,27 @@ def summary_markdown(records: list[dict]) -> str:
         for mark, budget in zip("ab", BUDGETS):
             for record in best_within(full, budget).values():
                 marks[record["key"]] += mark
-        lines += ["| method | scales | QP | bits/weight | file bytes | ratio | weight SNR dB | top-1 % | change | agreement % | mark |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| method | scales | QP | bits/weight | file bytes | ratio | weight SNR dB | top-1 % | change | agreement % | mark |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in full:
             lines.append(_row(r, marks[r["key"]]))
         if screen:
-            lines += ["", f"Screening on {screen[0]['eval_limit']:,} class-balanced images (agreement only decides "
-                      "which QPs get the full evaluation):", "",
-                      "| method | scales | QP | bits/weight | weight SNR dB | agreement % |", "|---|---|---|---|---|---|"]
+            lines += [
+                "",
+                f"Screening on {screen[0]['eval_limit']:,} class-balanced images (agreement only decides "
+                "which QPs get the full evaluation):",
+                "",
+                "| method | scales | QP | bits/weight | weight SNR dB | agreement % |",
+                "|---|---|---|---|---|---|",
+            ]
             for r in screen:
                 if r.get("status") == "ok":
-                    lines.append(f"| {r['method']} | {_scales(r)} | {_qp(r)} | {r['bits_per_weight']:.3f} | "
-                                 f"{_num(r['weight_snr_db'], 1)} | {r['agreement']:.2f} |")
+                    lines.append(
+                        f"| {r['method']} | {_scales(r)} | {_qp(r)} | {r['bits_per_weight']:.3f} | "
+                        f"{_num(r['weight_snr_db'], 1)} | {r['agreement']:.2f} |"
+                    )
         lines.append("")
     return "\n".join(lines)
 
@@ -123,11 +159,16 @@ def headline_markdown(records: list[dict]) -> str:
     then, sharper, vcwc against each NNCodec point at equal or better agreement."""
     from ..codecs import codec_names
 
-    lines = ["| model (top-1 %) | budget | smallest vcwc file | bits/weight | top-1 change | agreement % | "
-             "int8 + zstd -19 (tensor) | NNCodec smallest within budget | vcwc / zstd | vcwc / NNCodec |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    matched = ["| model | NNCodec QP | NNCodec bits/weight | its agreement % | smallest vcwc file with agreement "
-               ">= it | bits/weight | agreement % | vcwc / NNCodec |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model (top-1 %) | budget | smallest vcwc file | bits/weight | top-1 change | agreement % | "
+        "int8 + zstd -19 (tensor) | NNCodec smallest within budget | vcwc / zstd | vcwc / NNCodec |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    matched = [
+        "| model | NNCodec QP | NNCodec bits/weight | its agreement % | smallest vcwc file with agreement "
+        ">= it | bits/weight | agreement % | vcwc / NNCodec |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     models = sorted({r["model"] for r in records if r.get("status") == "ok" and not r.get("eval_limit")})
     for model in models:
         full = [r for r in records if r["model"] == model and r.get("status") == "ok" and not r.get("eval_limit")]
@@ -135,37 +176,90 @@ def headline_markdown(records: list[dict]) -> str:
         zstd = next((r for r in full if r["method"] == "int8_zstd_per_tensor"), None)
         for budget in BUDGETS:
             within = best_within(full, budget)
-            best = min((r for key, r in within.items() if key[0] in codec_names()),
-                       key=lambda r: r["coded_bytes"], default=None)
+            best = min(
+                (r for key, r in within.items() if key[0] in codec_names()),
+                key=lambda r: r["coded_bytes"],
+                default=None,
+            )
             nncodec = next((r for key, r in within.items() if key[0] == "nncodec"), None)
             zstd_text = f"{zstd['bits_per_weight']:.3f}" if zstd else "-"
-            nnc_text = (f"{nncodec['bits_per_weight']:.3f} (QP {nncodec['qp']}, {nncodec['top1_change']:+.2f}, "
-                        f"{nncodec['agreement']:.2f}%)" if nncodec else "not run")
+            nnc_text = (
+                f"{nncodec['bits_per_weight']:.3f} (QP {nncodec['qp']}, {nncodec['top1_change']:+.2f}, "
+                f"{nncodec['agreement']:.2f}%)"
+                if nncodec
+                else "not run"
+            )
             head = f"{model} ({full[0]['original_top1']:.2f})"
             if best is None:
                 lines.append(f"| {head} | {budget} | none within budget | | | | {zstd_text} | {nnc_text} | | |")
                 continue
             ratio_zstd = f"{best['bits_per_weight'] / zstd['bits_per_weight']:.2f}" if zstd else "-"
             ratio_nnc = f"{best['bits_per_weight'] / nncodec['bits_per_weight']:.2f}" if nncodec else "-"
-            lines.append(f"| {head} | {budget} | {best['method']} {_scales(best)} QP {_qp(best)} | "
-                         f"{best['bits_per_weight']:.3f} | {best['top1_change']:+.2f} ± {best['top1_change_se']:.2f} | "
-                         f"{best['agreement']:.2f} | {zstd_text} | {nnc_text} | {ratio_zstd} | {ratio_nnc} |")
+            lines.append(
+                f"| {head} | {budget} | {best['method']} {_scales(best)} QP {_qp(best)} | "
+                f"{best['bits_per_weight']:.3f} | {best['top1_change']:+.2f} ± {best['top1_change_se']:.2f} | "
+                f"{best['agreement']:.2f} | {zstd_text} | {nnc_text} | {ratio_zstd} | {ratio_nnc} |"
+            )
         knee = best_within(full, max(BUDGETS)).get(("nncodec", "per_tensor", None))
         window = [r for r in full if r["method"] == "nncodec" and knee and knee["qp"] - 3 <= r["qp"] <= knee["qp"]]
         for point in sorted(window, key=lambda r: r["qp"]):
-            rival = min((r for r in video if r["agreement"] >= point["agreement"]),
-                        key=lambda r: r["coded_bytes"], default=None)
+            rival = min(
+                (r for r in video if r["agreement"] >= point["agreement"]), key=lambda r: r["coded_bytes"], default=None
+            )
             if rival is None:
                 continue
-            matched.append(f"| {model} | {point['qp']} | {point['bits_per_weight']:.3f} | {point['agreement']:.2f} | "
-                           f"{rival['method']} {_scales(rival)} QP {_qp(rival)} | {rival['bits_per_weight']:.3f} | "
-                           f"{rival['agreement']:.2f} | {rival['bits_per_weight'] / point['bits_per_weight']:.2f} |")
+            matched.append(
+                f"| {model} | {point['qp']} | {point['bits_per_weight']:.3f} | {point['agreement']:.2f} | "
+                f"{rival['method']} {_scales(rival)} QP {_qp(rival)} | {rival['bits_per_weight']:.3f} | "
+                f"{rival['agreement']:.2f} | {rival['bits_per_weight'] / point['bits_per_weight']:.2f} |"
+            )
     text = "\n".join(lines) + "\n"
     if len(matched) > 2:
-        text += ("\nAt equal or better agreement with the original predictions (the sharper measure), against "
-                 f"NNCodec's smallest file within {max(BUDGETS)} points and the three QPs below it:\n\n"
-                 + "\n".join(matched) + "\n")
+        text += (
+            "\nAt equal or better agreement with the original predictions (the sharper measure), against "
+            f"NNCodec's smallest file within {max(BUDGETS)} points and the three QPs below it:\n\n"
+            + "\n".join(matched)
+            + "\n"
+        )
     return text
+
+
+def short_markdown(records: list[dict], budget: float = 1.0) -> str:
+    """One row per model compared with NNCodec: the smallest vcwc file within `budget` top-1 points,
+    NNCodec's, and int8 + zstd -19."""
+    from ..codecs import codec_names
+
+    lines = [
+        f"| model | top-1 % | smallest vcwc file within {budget:g} point | bits/weight | NNCodec within "
+        f"{budget:g} point | int8 + zstd -19 | vcwc / NNCodec |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    models = sorted(
+        {
+            r["model"]
+            for r in records
+            if r.get("method") == "nncodec" and r.get("status") == "ok" and not r.get("eval_limit")
+        }
+    )
+    for model in models:
+        full = [r for r in records if r["model"] == model and r.get("status") == "ok" and not r.get("eval_limit")]
+        within = best_within(full, budget)
+        best = min(
+            (r for key, r in within.items() if key[0] in codec_names()), key=lambda r: r["coded_bytes"], default=None
+        )
+        nncodec = next((r for key, r in within.items() if key[0] == "nncodec"), None)
+        zstd = next((r for r in full if r["method"] == "int8_zstd_per_tensor"), None)
+        if best is None or nncodec is None:
+            continue
+        lines.append(
+            f"| {model} | {full[0]['original_top1']:.2f} | {best['method']} {_scales(best)} QP {_qp(best)} "
+            f"({best['top1_change']:+.2f}) | {best['bits_per_weight']:.3f} | {nncodec['bits_per_weight']:.3f} "
+            f"(QP {nncodec['qp']}, {nncodec['top1_change']:+.2f}) | "
+            f"{zstd['bits_per_weight']:.3f} | {best['bits_per_weight'] / nncodec['bits_per_weight']:.2f} |"
+            if zstd
+            else ""
+        )
+    return "\n".join(line for line in lines if line) + "\n"
 
 
 def _row(r: dict, mark: str) -> str:
@@ -173,9 +267,11 @@ def _row(r: dict, mark: str) -> str:
         reason = r.get("reason") or r.get("error", "").splitlines()[0]
         return f"| {r['method']} | {_scales(r)} | {_qp(r)} | {r.get('status')}: {reason} | | | | | | | |"
     change = f"{r['top1_change']:+.2f} ± {r['top1_change_se']:.2f}" if r.get("top1_change_se") is not None else "-"
-    return (f"| {r['method']} | {_scales(r)} | {_qp(r)} | {r['bits_per_weight']:.3f} | {r['file_bytes']:,} | "
-            f"{r['compression_ratio']:.1f}x | {_num(r['weight_snr_db'], 1)} | {r['top1']:.2f} | {change} | "
-            f"{r['agreement']:.2f} | {mark} |")
+    return (
+        f"| {r['method']} | {_scales(r)} | {_qp(r)} | {r['bits_per_weight']:.3f} | {r['file_bytes']:,} | "
+        f"{r['compression_ratio']:.1f}x | {_num(r['weight_snr_db'], 1)} | {r['top1']:.2f} | {change} | "
+        f"{r['agreement']:.2f} | {mark} |"
+    )
 
 
 def _scales(r: dict) -> str:
@@ -211,12 +307,14 @@ def plot(records: list[dict], out: Path) -> dict[str, Path]:
     if not models:
         return {}
     paths = {}
-    for name, y_key, y_label in (("accuracy.png", "top1", "top-1 accuracy (%)"),
-                                 ("snr.png", "weight_snr_db", "weight SNR (dB)")):
+    for name, y_key, y_label in (
+        ("accuracy.png", "top1", "top-1 accuracy (%)"),
+        ("snr.png", "weight_snr_db", "weight SNR (dB)"),
+    ):
         columns = min(4, len(models))
         rows_count = -(-len(models) // columns)
         figure, axes = plt.subplots(rows_count, columns, figsize=(5.0 * columns, 4.0 * rows_count), squeeze=False)
-        for axis in axes.flat[len(models):]:
+        for axis in axes.flat[len(models) :]:
             axis.set_visible(False)
         for axis, model in zip(axes.flat, models):
             rows = [r for r in full if r["model"] == model and math.isfinite(float(r[y_key]))]

@@ -78,8 +78,9 @@ class TargetSearch:
         self.coded = [n for n, t in state.items() if self.subject.is_coded(n, t)]
         if not self.coded:
             raise InputError("target drop: the model has no tensors to code")
-        methods = prepare(self.subject.loaded, self.coded, resolve(self.subject.arch), self.rounding,
-                          self.bias_correction)
+        methods = prepare(
+            self.subject.loaded, self.coded, resolve(self.subject.arch), self.rounding, self.bias_correction
+        )
         self._correction, self._moments = methods.correction, methods.moments
 
     @property
@@ -119,8 +120,9 @@ class TargetSearch:
         return self._quantized_cache[(name, qp)][2]
 
     def run(self) -> Candidate:
-        bar = tqdm(total=self.max_evaluations, desc="target-drop search", unit="eval",
-                   disable=None if self.progress else True)
+        bar = tqdm(
+            total=self.max_evaluations, desc="target-drop search", unit="eval", disable=None if self.progress else True
+        )
         best, kl_cap = self._global_qp(bar)
         self.best = self._per_group(best, kl_cap, bar)
         bar.close()
@@ -142,8 +144,10 @@ class TargetSearch:
             passing = self.evaluate({name: low for name in self.coded})
             bar.update()
             if not passing.meets(self.target_drop):
-                raise InputError(f"target drop {self.target_drop}: even step QP {low} changes "
-                                 f"{100 - passing.agreement:.2f}% of the calibration predictions")
+                raise InputError(
+                    f"target drop {self.target_drop}: even step QP {low} changes "
+                    f"{100 - passing.agreement:.2f}% of the calibration predictions"
+                )
         return passing, passing.mean_kl
 
     def _per_group(self, best: Candidate, kl_cap: float, bar) -> Candidate:
@@ -187,9 +191,19 @@ class TargetSearch:
             best = candidate
         return best
 
-def search(loaded: ModelSource, arch: str, calibration: Dataset, target_drop: float, *,
-           bias_correction: bool = True, max_evaluations: int = 40, selection: Selection | None = None,
-           rounding: str = "nearest", progress: bool = False) -> TargetSearch:
+
+def search(
+    loaded: ModelSource,
+    arch: str,
+    calibration: Dataset,
+    target_drop: float,
+    *,
+    bias_correction: bool = True,
+    max_evaluations: int = 40,
+    selection: Selection | None = None,
+    rounding: str = "nearest",
+    progress: bool = False,
+) -> TargetSearch:
     """Run the search; the returned TargetSearch holds the chosen candidate (`best`) and every evaluation."""
     subject = ModelUnderTest("calibration", loaded, arch, calibration, selection=selection or Selection())
     searcher = TargetSearch(subject, target_drop, bias_correction, max_evaluations, rounding, progress)

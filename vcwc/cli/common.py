@@ -17,9 +17,16 @@ def add_ffmpeg(p: argparse.ArgumentParser) -> None:
 
 
 def add_jobs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-j", "--jobs", "--workers", dest="jobs", type=int, metavar="N",
-                   help=f"encode or decode N frames and tensors at once (default: all {os.cpu_count()} cores); the "
-                        f"output is the same for any N")
+    p.add_argument(
+        "-j",
+        "--jobs",
+        "--workers",
+        dest="jobs",
+        type=int,
+        metavar="N",
+        help=f"encode or decode N frames and tensors at once (default: all {os.cpu_count()} cores); the "
+        f"output is the same for any N",
+    )
 
 
 def add_force(p: argparse.ArgumentParser) -> None:

@@ -18,80 +18,165 @@ RECIPE_HELP = "; ".join(f"{name}: {recipe.describe()}" for name, recipe in RECIP
 
 def add_parser(commands) -> None:
     p = commands.add_parser(
-        "compress", help="compress a model file into a .vcwc file",
+        "compress",
+        help="compress a model file into a .vcwc file",
         description="Compress a model with a recipe. Named recipes: " + RECIPE_HELP + ". Any setting below "
-                    "overrides the recipe's. gptq rounding and the bias correction need the architecture (--arch); "
-                    "with 'auto' they apply where it is given.")
-    p.add_argument("model", help="a .pt/.pth/.th/.bin checkpoint, a .safetensors file, or a sharded safetensors "
-                                 "folder (or its model.safetensors.index.json)")
+        "overrides the recipe's. gptq rounding and the bias correction need the architecture (--arch); "
+        "with 'auto' they apply where it is given.",
+    )
+    p.add_argument(
+        "model",
+        help="a .pt/.pth/.th/.bin checkpoint, a .safetensors file, or a sharded safetensors "
+        "folder (or its model.safetensors.index.json)",
+    )
     p.add_argument("-o", "--output", required=True, help="the .vcwc file to write")
-    p.add_argument("--recipe", default="lossless", metavar="NAME|FILE",
-                   help=f"{', '.join(RECIPES)} (default lossless), or a .json/.toml recipe file")
-    p.add_argument("--codec", choices=[*codec_names(), "auto"], metavar="CODEC",
-                   help=f"video codec or profile: {', '.join(codec_names())}; or auto, the first working of "
-                        f"{', '.join(AUTO_ORDER)}")
+    p.add_argument(
+        "--recipe",
+        default="lossless",
+        metavar="NAME|FILE",
+        help=f"{', '.join(RECIPES)} (default lossless), or a .json/.toml recipe file",
+    )
+    p.add_argument(
+        "--codec",
+        choices=[*codec_names(), "auto"],
+        metavar="CODEC",
+        help=f"video codec or profile: {', '.join(codec_names())}; or auto, the first working of "
+        f"{', '.join(AUTO_ORDER)}",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--qp", type=int, help="lossy coding at this constant QP (all-intra)")
-    mode.add_argument("--lossless", action="store_true",
-                      help="the codec returns the symbols bit-exactly (the quantization error remains)")
+    mode.add_argument(
+        "--lossless",
+        action="store_true",
+        help="the codec returns the symbols bit-exactly (the quantization error remains)",
+    )
     p.add_argument("--preset", help="encoder preset (x264/x265 names, aom cpu-used, SVT-AV1 preset number)")
     scales = p.add_mutually_exclusive_group()
-    scales.add_argument("--per-channel", action="store_const", const="per_channel", dest="granularity",
-                        help="one scale per output channel")
-    scales.add_argument("--per-tensor", action="store_const", const="per_tensor", dest="granularity",
-                        help="one scale per tensor")
+    scales.add_argument(
+        "--per-channel",
+        action="store_const",
+        const="per_channel",
+        dest="granularity",
+        help="one scale per output channel",
+    )
+    scales.add_argument(
+        "--per-tensor", action="store_const", const="per_tensor", dest="granularity", help="one scale per tensor"
+    )
     p.add_argument("--bits", type=int, help="quantization bits, 2..8")
     step = p.add_mutually_exclusive_group()
-    step.add_argument("--step-qp", type=float, metavar="QP",
-                      help="one quantization step 2^(QP/4) in weight units for every tensor (NNCodec's QP scale; "
-                           "useful range about -32 to -14); write --step-qp=-16")
+    step.add_argument(
+        "--step-qp",
+        type=float,
+        metavar="QP",
+        help="one quantization step 2^(QP/4) in weight units for every tensor (NNCodec's QP scale; "
+        "useful range about -32 to -14); write --step-qp=-16",
+    )
     step.add_argument("--step", type=float, help="the same step in weight units, e.g. 0.0625")
     step.add_argument("--no-step", action="store_true", help="no fixed step: scales from each tensor's range")
-    step.add_argument("--target-drop", type=float, metavar="POINTS",
-                      help="choose per-tensor steps by evaluation on --calibration: the coarsest whose top-1 "
-                           "predictions change on at most POINTS %% of the calibration images (needs --arch)")
-    p.add_argument("--rounding", choices=["nearest", "gptq", "auto"],
-                   help="how weights take their levels: nearest, gptq (error-compensating rounding steered by "
-                        "noise, no data; needs --arch), or auto (gptq where --arch is given)")
+    step.add_argument(
+        "--target-drop",
+        type=float,
+        metavar="POINTS",
+        help="choose per-tensor steps by evaluation on --calibration: the coarsest whose top-1 "
+        "predictions change on at most POINTS %% of the calibration images (needs --arch)",
+    )
+    p.add_argument(
+        "--rounding",
+        choices=["nearest", "gptq", "auto"],
+        help="how weights take their levels: nearest, gptq (error-compensating rounding steered by "
+        "noise, no data; needs --arch), or auto (gptq where --arch is given)",
+    )
     bias = p.add_mutually_exclusive_group()
-    bias.add_argument("--bias-correction", action="store_const", const="on", dest="bias_correction",
-                      help="correct BatchNorm running means and biases for the coded weights' mean output shift, "
-                           "without data (needs --arch)")
-    bias.add_argument("--no-bias-correction", action="store_const", const="off", dest="bias_correction",
-                      help="switch the bias correction off")
-    p.add_argument("--arch", metavar="ARCH",
-                   help=f"the model's architecture, for the data-free methods: a registered name "
-                        f"({', '.join(ARCHITECTURES)}) or MODULE:CALLABLE, a callable of an importable module "
-                        f"that returns the model (nn.Module) without arguments")
-    p.add_argument("--input-shape", metavar="SHAPE",
-                   help="one input's shape for the noise pass where the architecture does not say, e.g. 3,224,224")
-    p.add_argument("--calibration", metavar="DATA",
-                   help="images for --target-drop (.npz with x, y, or class folders); never the test set you "
-                        "report on. Held-out images predict the drop best: on its own training images a model "
-                        "changes fewer predictions")
-    p.add_argument("--calibration-limit", type=int, metavar="N",
-                   help="a class-balanced subset of N calibration images (faster, coarser)")
+    bias.add_argument(
+        "--bias-correction",
+        action="store_const",
+        const="on",
+        dest="bias_correction",
+        help="correct BatchNorm running means and biases for the coded weights' mean output shift, "
+        "without data (needs --arch)",
+    )
+    bias.add_argument(
+        "--no-bias-correction",
+        action="store_const",
+        const="off",
+        dest="bias_correction",
+        help="switch the bias correction off",
+    )
+    p.add_argument(
+        "--arch",
+        metavar="ARCH",
+        help=f"the model's architecture, for the data-free methods: a registered name "
+        f"({', '.join(ARCHITECTURES)}) or MODULE:CALLABLE, a callable of an importable module "
+        f"that returns the model (nn.Module) without arguments",
+    )
+    p.add_argument(
+        "--input-shape",
+        metavar="SHAPE",
+        help="one input's shape for the noise pass where the architecture does not say, e.g. 3,224,224",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="FILE",
+        help="real model inputs (.npz, .pt or .safetensors: one array is the positional input, several "
+        "named arrays such as input_ids and attention_mask are keyword arguments) that drive gptq and "
+        "the bias correction instead of noise; the file records that data was used. With "
+        "--target-drop: labelled images (.npz with x, y, or class folders), never the test set you "
+        "report on; held-out images predict the drop best",
+    )
+    p.add_argument(
+        "--calibration-limit",
+        type=int,
+        metavar="N",
+        help="use the first N calibration inputs (with --target-drop: a class-balanced subset of N images)",
+    )
     p.add_argument("--max-evaluations", type=int, default=40, help="--target-drop's budget (default 40)")
-    p.add_argument("--layers", choices=["all", "fc"],
-                   help="code every >=2-D float tensor (all) or only 2-D fully-connected weights (fc)")
-    p.add_argument("--include", action="append", metavar="PATTERN",
-                   help="code only tensors whose names match (fnmatch; repeatable)")
-    p.add_argument("--exclude", action="append", metavar="PATTERN",
-                   help="keep tensors whose names match as they are (fnmatch; repeatable), e.g. conv1.weight")
-    p.add_argument("--arrangement", choices=["rows", "kernel_blocks"],
-                   help="conv kernels as flattened rows or as k x k blocks in the frame")
-    p.add_argument("--uncoded", choices=["exact", "float16"],
-                   help="how to store tensors that are not video-coded (biases, BatchNorm)")
-    p.add_argument("--hw-device", metavar="DEVICE",
-                   help="hardware device: a DRM render node for VA-API/QSV, a GPU index for NVENC")
+    p.add_argument(
+        "--layers",
+        choices=["all", "fc"],
+        help="code every >=2-D float tensor (all) or only 2-D fully-connected weights (fc)",
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        metavar="PATTERN",
+        help="code only tensors whose names match (fnmatch; repeatable)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        metavar="PATTERN",
+        help="keep tensors whose names match as they are (fnmatch; repeatable), e.g. conv1.weight",
+    )
+    p.add_argument(
+        "--arrangement",
+        choices=["rows", "kernel_blocks"],
+        help="conv kernels as flattened rows or as k x k blocks in the frame",
+    )
+    p.add_argument(
+        "--uncoded",
+        choices=["exact", "float16"],
+        help="how to store tensors that are not video-coded (biases, BatchNorm)",
+    )
+    p.add_argument(
+        "--hw-device", metavar="DEVICE", help="hardware device: a DRM render node for VA-API/QSV, a GPU index for NVENC"
+    )
     p.add_argument("--encoder", metavar="NAME", help="any ffmpeg encoder instead of --codec, with --encoder-args")
-    p.add_argument("--encoder-args", metavar="ARGS",
-                   help='its options, e.g. "-qp {qp} -g 1"; without {qp} they must be lossless (verified)')
-    p.add_argument("--encoder-format", choices=["h264", "hevc", "obu"],
-                   help="the stream --encoder writes: h264, hevc, or obu (AV1)")
-    p.add_argument("--min-snr", type=float, metavar="DB",
-                   help="refuse (write nothing) if a coded tensor's weight SNR falls below DB; below 10 dB is "
-                        "always a warning")
+    p.add_argument(
+        "--encoder-args",
+        metavar="ARGS",
+        help='its options, e.g. "-qp {qp} -g 1"; without {qp} they must be lossless (verified)',
+    )
+    p.add_argument(
+        "--encoder-format",
+        choices=["h264", "hevc", "obu"],
+        help="the stream --encoder writes: h264, hevc, or obu (AV1)",
+    )
+    p.add_argument(
+        "--min-snr",
+        type=float,
+        metavar="DB",
+        help="refuse (write nothing) if a coded tensor's weight SNR falls below DB; below 10 dB is always a warning",
+    )
     common.add_ffmpeg(p)
     common.add_jobs(p)
     common.add_force(p)
@@ -108,8 +193,14 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
             raise InputError("give either --codec or --encoder, not both")
         if not args.encoder_format:
             raise InputError("--encoder needs --encoder-format (h264, hevc or obu) to know how to store and decode")
-        changes.update({"codec.name": CUSTOM_PREFIX + args.encoder, "codec.encoder_args": args.encoder_args or "",
-                        "codec.encoder_format": args.encoder_format, "codec.preset": None})
+        changes.update(
+            {
+                "codec.name": CUSTOM_PREFIX + args.encoder,
+                "codec.encoder_args": args.encoder_args or "",
+                "codec.encoder_format": args.encoder_format,
+                "codec.preset": None,
+            }
+        )
     elif args.encoder_args or args.encoder_format:
         raise InputError("--encoder-args and --encoder-format go with --encoder")
     elif args.codec:
@@ -156,21 +247,41 @@ def run(args) -> int:
     common.refuse_overwrite(args.output, args.force)
     recipe = recipe_from_args(args)
     input_shape = common.shape("--input-shape", args.input_shape)
-    for option, used in (("--target-drop", args.target_drop is not None), ("--rounding gptq", recipe.rounding == "gptq"),
-                         ("--bias-correction", recipe.bias_correction == "on")):
+    for option, used in (
+        ("--target-drop", args.target_drop is not None),
+        ("--rounding gptq", recipe.rounding == "gptq"),
+        ("--bias-correction", recipe.bias_correction == "on"),
+    ):
         if used and not args.arch:
             raise InputError(f"{option} needs --arch (the model's architecture)")
     model = load_model(args.model)
     searched = None
     if args.target_drop is not None:
         searched = _target_search(args, model, recipe)
-        recipe = recipe.with_changes(bias_correction="on", overrides=tuple(
-            _override(name, qp) for name, qp in searched.best.step_qps.items()))
+        recipe = recipe.with_changes(
+            bias_correction="on", overrides=tuple(_override(name, qp) for name, qp in searched.best.step_qps.items())
+        )
     warnings_seen: list[str] = []
     with common.reported_warnings(warnings_seen):
-        compressed = compress(model, recipe, arch=args.arch, input_shape=input_shape, output=output,
-                              force=args.force, ffmpeg_path=args.ffmpeg, jobs=args.jobs, device=args.hw_device,
-                              progress=True, min_snr_db=args.min_snr)
+        calibration = None
+        if args.calibration and searched is None:
+            from ..quant.inputs import load_calibration
+
+            calibration = load_calibration(args.calibration, limit=args.calibration_limit)
+        compressed = compress(
+            model,
+            recipe,
+            arch=args.arch,
+            input_shape=input_shape,
+            calibration=calibration,
+            output=output,
+            force=args.force,
+            ffmpeg_path=args.ffmpeg,
+            jobs=args.jobs,
+            device=args.hw_device,
+            progress=True,
+            min_snr_db=args.min_snr,
+        )
     for note in compressed.notes:
         common.say(note)
     report = compressed.size_report()
@@ -178,20 +289,35 @@ def run(args) -> int:
     _say_methods(methods)
     if args.json:
         search = _search_summary(searched) if searched else None
-        print(json.dumps({"output": str(output), **summary(report), "recipe": compressed.recipe,
-                          "methods": methods, "warnings": warnings_seen, "notes": compressed.notes,
-                          **({"target_drop": search} if search else {})}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "output": str(output),
+                    **summary(report),
+                    "recipe": compressed.recipe,
+                    "methods": methods,
+                    "warnings": warnings_seen,
+                    "notes": compressed.notes,
+                    **({"target_drop": search} if search else {}),
+                },
+                indent=2,
+            )
+        )
         return 0
     if searched:
         search = _search_summary(searched)
-        print(f"--target-drop {args.target_drop}: {search['evaluations']} evaluations on {search['images']:,} "
-              f"calibration images; chosen step QPs {search['step_qps_range']}, calibration agreement "
-              f"{search['agreement']:.2f}%, mean KL {search['mean_kl']:.4f}")
+        print(
+            f"--target-drop {args.target_drop}: {search['evaluations']} evaluations on {search['images']:,} "
+            f"calibration images; chosen step QPs {search['step_qps_range']}, calibration agreement "
+            f"{search['agreement']:.2f}%, mean KL {search['mean_kl']:.4f}"
+        )
     resolved = Recipe.from_dict(compressed.recipe)
-    print(f"{output}: {report.file_bytes:,} bytes, {report.compression_ratio:.1f}x smaller than the original "
-          f"({report.original_bytes:,} bytes); {report.coded_weights:,} weights coded with "
-          f"{resolved.describe()}, at {report.bits_per_weight:.3f} bits/weight; lowest weight SNR "
-          f"{lowest_snr(report)}")
+    print(
+        f"{output}: {report.file_bytes:,} bytes, {report.compression_ratio:.1f}x smaller than the original "
+        f"({report.original_bytes:,} bytes); {report.coded_weights:,} weights coded with "
+        f"{resolved.describe()}, at {report.bits_per_weight:.3f} bits/weight; lowest weight SNR "
+        f"{lowest_snr(report)}"
+    )
     return 0
 
 
@@ -202,23 +328,33 @@ def _override(name: str, step_qp: int):
 
 
 def _say_methods(methods: dict) -> None:
+    inputs = methods.get("inputs")
+    if inputs:
+        where = f" from {inputs['file']}" if "file" in inputs else ""
+        common.say(f"statistics from {inputs['kind'].replace('_', ' ')}{where}")
     gptq = methods.get("gptq_rounding")
     if gptq:
         skipped = gptq["nearest_instead"]
-        common.say(f"gptq rounding on {len(gptq['served'])} tensors" +
-                   (f"; nearest rounding on {len(skipped)} ({_reasons(skipped)})" if skipped else ""))
+        common.say(
+            f"gptq rounding on {len(gptq['served'])} tensors"
+            + (f"; nearest rounding on {len(skipped)} ({_reasons(skipped)})" if skipped else "")
+        )
     bias = methods.get("bias_correction")
     if bias:
         skipped = bias["uncorrected"]
-        common.say(f"bias correction on {len(bias['corrected'])} tensors" +
-                   (f"; none on {len(skipped)} ({_reasons(skipped)})" if skipped else ""))
+        common.say(
+            f"bias correction on {len(bias['corrected'])} tensors"
+            + (f"; none on {len(skipped)} ({_reasons(skipped)})" if skipped else "")
+        )
 
 
 def _reasons(skipped: dict) -> str:
     by_reason: dict[str, list[str]] = {}
     for name, reason in skipped.items():
         by_reason.setdefault(reason, []).append(name)
-    parts = [f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''}: {reason}" for reason, names in by_reason.items()]
+    parts = [
+        f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''}: {reason}" for reason, names in by_reason.items()
+    ]
     return "; ".join(parts)
 
 
@@ -229,16 +365,31 @@ def _target_search(args, model, recipe: Recipe):
     if not args.calibration:
         raise InputError("--target-drop needs --calibration (images to evaluate on, not the test set)")
     calibration = load_dataset(args.calibration, limit=args.calibration_limit)
-    return search(model, args.arch, calibration, args.target_drop, max_evaluations=args.max_evaluations,
-                  selection=recipe.selection, rounding=recipe.resolved(architecture=True).rounding, progress=True)
+    return search(
+        model,
+        args.arch,
+        calibration,
+        args.target_drop,
+        max_evaluations=args.max_evaluations,
+        selection=recipe.selection,
+        rounding=recipe.resolved(architecture=True).rounding,
+        progress=True,
+    )
 
 
 def _search_summary(searched) -> dict:
     best, qps = searched.best, searched.best.step_qps
-    return {"target_drop": searched.target_drop, "evaluations": searched.evaluations,
-            "images": searched.subject.original.n_images, "agreement": best.agreement, "mean_kl": best.mean_kl,
-            "calibration_top1": best.calibration_top1, "original_calibration_top1": searched.subject.original.top1,
-            "step_qps": qps, "step_qps_range": f"{min(qps.values())}..{max(qps.values())}"}
+    return {
+        "target_drop": searched.target_drop,
+        "evaluations": searched.evaluations,
+        "images": searched.subject.original.n_images,
+        "agreement": best.agreement,
+        "mean_kl": best.mean_kl,
+        "calibration_top1": best.calibration_top1,
+        "original_calibration_top1": searched.subject.original.top1,
+        "step_qps": qps,
+        "step_qps_range": f"{min(qps.values())}..{max(qps.values())}",
+    }
 
 
 def summary(report) -> dict:

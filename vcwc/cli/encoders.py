@@ -21,16 +21,25 @@ def run(args) -> int:
     binary = ffmpeg.find_ffmpeg(args.ffmpeg)
     statuses = probe.all_availability(binary, refresh=args.refresh)
     if args.json:
-        print(json.dumps({"ffmpeg": binary, "ffmpeg_version": ffmpeg.version(binary),
-                          "encoders": [{**get_codec(s.codec).describe(), **s.to_dict()} for s in statuses]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "ffmpeg": binary,
+                    "ffmpeg_version": ffmpeg.version(binary),
+                    "encoders": [{**get_codec(s.codec).describe(), **s.to_dict()} for s in statuses],
+                },
+                indent=2,
+            )
+        )
         return 0
     print(f"{ffmpeg.version(binary)}\n{binary}\n")
     rows = []
     for s in statuses:
         codec = get_codec(s.codec)
         kind = codec.kind + (", experimental" if codec.experimental else "")
-        rows.append((s.codec, s.encoder, codec.standard, kind, codec.default_mode, "yes" if s.works else "no",
-                     s.reason))
+        rows.append(
+            (s.codec, s.encoder, codec.standard, kind, codec.default_mode, "yes" if s.works else "no", s.reason)
+        )
     print(common.table(("codec", "encoder", "standard", "kind", "default", "works", "reason"), rows))
     print("\nlossy codecs need --qp; --codec auto tries " + ", ".join(AUTO_ORDER) + " in that order")
     return 0

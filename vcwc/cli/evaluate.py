@@ -11,8 +11,9 @@ from ..models.registry import ARCHITECTURES
 def add_parser(commands) -> None:
     p = commands.add_parser("eval", help="accuracy of a model or .vcwc file on an image evaluation set")
     p.add_argument("model", help="a .vcwc file, or a model file")
-    p.add_argument("--arch", required=True,
-                   help=f"architecture: a registered name ({', '.join(ARCHITECTURES)}) or MODULE:CALLABLE")
+    p.add_argument(
+        "--arch", required=True, help=f"architecture: a registered name ({', '.join(ARCHITECTURES)}) or MODULE:CALLABLE"
+    )
     p.add_argument("--data", required=True, help="a .npz with x (uint8 NHWC) and y, or a folder of class folders")
     p.add_argument("--reference", help="the original model: adds agreement of top-1 predictions and mean KL")
     p.add_argument("--limit", type=int, help="evaluate a fixed class-balanced subset of this many images")
@@ -44,8 +45,18 @@ def run(args) -> int:
     reference = build_model(architecture, load_weights(args.reference, args.ffmpeg)) if args.reference else None
     result = evaluate(model, dataset, preprocess, batch_size=args.batch_size, reference=reference)
     if args.json:
-        print(json.dumps({"model": args.model, "arch": args.arch, "data": args.data, "reference": args.reference,
-                          **result.to_dict()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "arch": args.arch,
+                    "data": args.data,
+                    "reference": args.reference,
+                    **result.to_dict(),
+                },
+                indent=2,
+            )
+        )
         return 0
     line = f"{args.model}: top-1 {result.top1:.2f}%, top-5 {result.top5:.2f}% on {result.n_images:,} images"
     if reference is not None:

@@ -5,51 +5,93 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..bench.names import (BASELINES, CORRECTIONS, GRANULARITIES, KNEE_ABOVE, KNEE_BELOW, NNCODEC_QP_LADDER,
-                           SOFTWARE_CODECS)
+from ..bench.names import (
+    BASELINES,
+    CORRECTIONS,
+    GRANULARITIES,
+    KNEE_ABOVE,
+    KNEE_BELOW,
+    NNCODEC_QP_LADDER,
+    SOFTWARE_CODECS,
+)
 from ..codecs.base import get_codec
 from ..errors import InputError
 from . import common
 
 
 def add_parser(commands) -> None:
-    p = commands.add_parser("sweep", help="compare codecs and QPs on size against accuracy over many models",
-                            description="Each point (model, recipe or baseline) writes its own JSON record under "
-                                        "OUT/points; finished points are skipped on rerun.")
-    p.add_argument("--models", nargs="+", required=True, metavar="SPEC",
-                   help="PATH:ARCH:DATA[:LIMIT] with a registered ARCH, or a .toml file of [[model]] tables (name, "
-                        "path, arch, data, limit; arch may be MODULE:CALLABLE there)")
+    p = commands.add_parser(
+        "sweep",
+        help="compare codecs and QPs on size against accuracy over many models",
+        description="Each point (model, recipe or baseline) writes its own JSON record under "
+        "OUT/points; finished points are skipped on rerun.",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        required=True,
+        metavar="SPEC",
+        help="PATH:ARCH:DATA[:LIMIT] with a registered ARCH, or a .toml file of [[model]] tables (name, "
+        "path, arch, data, limit; arch may be MODULE:CALLABLE there)",
+    )
     p.add_argument("--codecs", default=",".join(SOFTWARE_CODECS), help="comma-separated codecs or profiles")
     p.add_argument("--qps", help="comma-separated QPs, 'lossless' for lossless (default: each codec's own ladder)")
-    p.add_argument("--granularity", default="per_tensor,per_channel",
-                   help="comma-separated: per_tensor, per_channel (int8 scales, then the codec at --qps), step "
-                        "(one fixed step 2^(QP/4) for every tensor at --step-qps, codec lossless); default "
-                        "per_tensor,per_channel")
-    p.add_argument("--corrections", default="none", metavar="LIST",
-                   help=f"comma-separated: {', '.join(CORRECTIONS)}: none, bias (data-free bias correction), "
-                        f"gptq+bias (data-free error-compensating rounding too); both need each model's arch; every "
-                        f"codec point is run once per entry (default none)")
-    p.add_argument("--step-qps", metavar="LIST",
-                   help="comma-separated step QPs for --granularity step, on NNCodec's QP scale; write "
-                        "--step-qps=-22,-21 (default -26 to -14)")
+    p.add_argument(
+        "--granularity",
+        default="per_tensor,per_channel",
+        help="comma-separated: per_tensor, per_channel (int8 scales, then the codec at --qps), step "
+        "(one fixed step 2^(QP/4) for every tensor at --step-qps, codec lossless); default "
+        "per_tensor,per_channel",
+    )
+    p.add_argument(
+        "--corrections",
+        default="none",
+        metavar="LIST",
+        help=f"comma-separated: {', '.join(CORRECTIONS)}: none, bias (data-free bias correction), "
+        f"gptq+bias (data-free error-compensating rounding too); both need each model's arch; every "
+        f"codec point is run once per entry (default none)",
+    )
+    p.add_argument(
+        "--step-qps",
+        metavar="LIST",
+        help="comma-separated step QPs for --granularity step, on NNCodec's QP scale; write "
+        "--step-qps=-22,-21 (default -26 to -14)",
+    )
     p.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated baselines, or 'none'")
-    p.add_argument("--screen", type=int, metavar="N",
-                   help="score every QP on N class-balanced images first, then the full data only around each knee")
-    p.add_argument("--knee-agreement", type=float, default=99.0,
-                   help="with --screen: the knee is the first QP whose screening agreement falls below this %%")
+    p.add_argument(
+        "--screen",
+        type=int,
+        metavar="N",
+        help="score every QP on N class-balanced images first, then the full data only around each knee",
+    )
+    p.add_argument(
+        "--knee-agreement",
+        type=float,
+        default=99.0,
+        help="with --screen: the knee is the first QP whose screening agreement falls below this %%",
+    )
     p.add_argument("--out", required=True, help="sweep folder (records, tables, plots)")
     p.add_argument("-j", "--jobs", type=int, default=1, help="points in parallel processes (threads are split)")
     p.add_argument("--force", action="store_true", help="recompute finished points")
     p.add_argument("--dry-run", action="store_true", help="list the points and whether they are done, run nothing")
     common.add_ffmpeg(p)
-    p.add_argument("--nncodec", action="store_true",
-                   help="add the NNCodec baseline (needs scripts/setup_nncodec.sh; skipped if not set up)")
-    p.add_argument("--nncodec-qps", metavar="LIST",
-                   help=f"comma-separated NNCodec QPs, implies --nncodec; write --nncodec-qps=-30,-29 (with '=', as "
-                        f"they start with a minus) (default {','.join(map(str, NNCODEC_QP_LADDER))})")
-    p.add_argument("--nncodec-python", metavar="PATH",
-                   help="the NNCodec environment's python (default: $VCWC_NNCODEC_PYTHON, else the environment "
-                        "scripts/setup_nncodec.sh builds)")
+    p.add_argument(
+        "--nncodec",
+        action="store_true",
+        help="add the NNCodec baseline (needs scripts/setup_nncodec.sh; skipped if not set up)",
+    )
+    p.add_argument(
+        "--nncodec-qps",
+        metavar="LIST",
+        help=f"comma-separated NNCodec QPs, implies --nncodec; write --nncodec-qps=-30,-29 (with '=', as "
+        f"they start with a minus) (default {','.join(map(str, NNCODEC_QP_LADDER))})",
+    )
+    p.add_argument(
+        "--nncodec-python",
+        metavar="PATH",
+        help="the NNCodec environment's python (default: $VCWC_NNCODEC_PYTHON, else the environment "
+        "scripts/setup_nncodec.sh builds)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -71,8 +113,10 @@ def run(args) -> int:
         raise InputError(f"--baselines: unknown {', '.join(unknown)}; known: {', '.join(BASELINES)}")
     qps = None
     if args.qps:
-        values = [None if value == "lossless" else common.whole_number("--qps", value, " or 'lossless'")
-                  for value in common.split(args.qps)]
+        values = [
+            None if value == "lossless" else common.whole_number("--qps", value, " or 'lossless'")
+            for value in common.split(args.qps)
+        ]
         qps = {name: values for name in codec_list}
     nncodec_qps = None
     if args.nncodec_qps:
@@ -80,8 +124,9 @@ def run(args) -> int:
     elif args.nncodec:
         nncodec_qps = list(NNCODEC_QP_LADDER)
     step_qps = [common.whole_number("--step-qps", v) for v in common.split(args.step_qps)] if args.step_qps else None
-    sweep = Sweep(Path(args.out), force=args.force, jobs=args.jobs, ffmpeg_path=args.ffmpeg,
-                  nncodec_python=args.nncodec_python)
+    sweep = Sweep(
+        Path(args.out), force=args.force, jobs=args.jobs, ffmpeg_path=args.ffmpeg, nncodec_python=args.nncodec_python
+    )
     grid = dict(nncodec_qps=nncodec_qps, step_qps=step_qps, corrections=tuple(common.split(args.corrections)))
     full_grid = plan_points(models, codec_list, granularities, qps, baselines=baselines, **grid)
     if args.screen:
@@ -89,8 +134,11 @@ def run(args) -> int:
         if args.dry_run:
             _list_points(sweep, screening)
             most = _most_full_points(full_grid)
-            print(f"then at most {most} full-data points: the baselines, and per series lossless plus the QPs "
-                  f"around its knee (which the screening decides)", file=sys.stderr)
+            print(
+                f"then at most {most} full-data points: the baselines, and per series lossless plus the QPs "
+                f"around its knee (which the screening decides)",
+                file=sys.stderr,
+            )
             return 0
         screened = sweep.run(screening)
         points = [p for p in full_grid if p.is_baseline] + knee_points(screened, full_grid, args.knee_agreement)
@@ -101,8 +149,10 @@ def run(args) -> int:
     records = sweep.run(points)
     paths = write_report(Path(args.out))
     failed = [r for r in records if r.get("status") == "failed"]
-    print(f"{len(records)} points ({len(failed)} failed); wrote {', '.join(str(p) for p in paths.values())}",
-          file=sys.stderr)
+    print(
+        f"{len(records)} points ({len(failed)} failed); wrote {', '.join(str(p) for p in paths.values())}",
+        file=sys.stderr,
+    )
     for record in failed:
         print(f"failed: {record['label']}: {record['error'].splitlines()[0]}", file=sys.stderr)
     return 1 if failed else 0
@@ -116,7 +166,8 @@ def _most_full_points(full_grid) -> int:
     window = KNEE_BELOW + KNEE_ABOVE
     return sum(1 for p in full_grid if p.is_baseline) + sum(
         sum(1 for p in members if p.qp is None) + min(window, sum(1 for p in members if p.qp is not None))
-        for members in series.values())
+        for members in series.values()
+    )
 
 
 def _list_points(sweep, points) -> int:

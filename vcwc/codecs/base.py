@@ -18,6 +18,8 @@ from typing import ClassVar
 from ..errors import CodecError, InputError
 from .ffmpeg import EncodeJob
 
+PIXEL_FORMATS = {8: "yuv420p", 10: "yuv420p10le"}
+
 
 @dataclass(frozen=True)
 class EncoderSettings:
@@ -57,6 +59,8 @@ class Codec(ABC):
     min_size: ClassVar[int] = 16
     max_width: ClassVar[int]
     max_height: ClassVar[int]
+    # The widest luma the encoder's lossless round trip takes: 10 lets symbols reach ±511 (yuv420p10le).
+    max_bit_depth: ClassVar[int] = 8
     hardware: ClassVar[bool] = False
     kind: ClassVar[str] = "software"  # "software", "profile", "hardware" or "custom"
     # Built and option-checked, but never run end to end by the maintainers (no such device to hand).
@@ -75,7 +79,7 @@ class Codec(ABC):
 
     @property
     def default_mode(self) -> str:
-        """"lossless" when no --qp is needed; "lossy": the codec requires --qp."""
+        """ "lossless" when no --qp is needed; "lossy": the codec requires --qp."""
         return "lossless" if self.supports_lossless else "lossy"
 
     def probe_settings(self) -> EncoderSettings:
@@ -88,8 +92,10 @@ class Codec(ABC):
         if settings.lossless and not self.supports_lossless:
             why = f" ({self.lossless_hint})" if self.lossless_hint else ""
             example = f", e.g. qp={self.demo_qps[0]}" if self.demo_qps else ""
-            raise InputError(f"codec {self.name!r} has no lossless mode{why}: give a QP in "
-                             f"{self.qp_range[0]}..{self.qp_range[1]}{example}")
+            raise InputError(
+                f"codec {self.name!r} has no lossless mode{why}: give a QP in "
+                f"{self.qp_range[0]}..{self.qp_range[1]}{example}"
+            )
         if settings.qp is not None:
             low, high = self.qp_range
             if not low <= settings.qp <= high:
@@ -102,21 +108,43 @@ class Codec(ABC):
         if settings.device is not None and self.device_help is None:
             raise InputError(f"codec {self.name!r} has no device to choose; give no device for it")
 
-    def job(self, width: int, height: int, settings: EncoderSettings) -> EncodeJob:
+    def job(self, width: int, height: int, settings: EncoderSettings, bit_depth: int = 8) -> EncodeJob:
         self.check(settings)
+        if bit_depth > self.max_bit_depth:
+            raise InputError(f"codec {self.name!r} takes at most {self.max_bit_depth}-bit frames, not {bit_depth}-bit")
         options = self.output_options(settings)
-        return EncodeJob(self.encoder, self.container, width, height, tuple(options.items()), self.env,
-                         tuple(self.global_options(settings).items()))
+        return EncodeJob(
+            self.encoder,
+            self.container,
+            width,
+            height,
+            tuple(options.items()),
+            self.env,
+            tuple(self.global_options(settings).items()),
+            PIXEL_FORMATS[bit_depth],
+        )
 
     def describe(self) -> dict:
         return {
-            "name": self.name, "description": self.description, "standard": self.standard,
-            "encoder": self.encoder, "decoder": self.decoder or "native", "container": self.container,
-            "qp_range": list(self.qp_range), "lossless": self.supports_lossless, "default_mode": self.default_mode,
+            "name": self.name,
+            "description": self.description,
+            "standard": self.standard,
+            "encoder": self.encoder,
+            "decoder": self.decoder or "native",
+            "container": self.container,
+            "qp_range": list(self.qp_range),
+            "lossless": self.supports_lossless,
+            "default_mode": self.default_mode,
             "presets": list(self.presets) if self.presets is not None else None,
-            "default_preset": self.default_preset, "block_size": self.block_size, "min_size": self.min_size,
-            "max_width": self.max_width, "max_height": self.max_height, "hardware": self.hardware,
-            "kind": self.kind, "experimental": self.experimental,
+            "default_preset": self.default_preset,
+            "block_size": self.block_size,
+            "min_size": self.min_size,
+            "max_width": self.max_width,
+            "max_height": self.max_height,
+            "max_bit_depth": self.max_bit_depth,
+            "hardware": self.hardware,
+            "kind": self.kind,
+            "experimental": self.experimental,
         }
 
 
@@ -141,8 +169,7 @@ def codec_names() -> list[str]:
 
 # `--codec auto` tries these in order and takes the first that works here: hardware HEVC, hardware
 # H.264, then x265 (which works wherever the bundled ffmpeg does). Experimental encoders are not tried.
-AUTO_ORDER = ("hevc_nvenc", "hevc_qsv", "hevc_vaapi", "h264_nvenc", "h264_qsv", "h264_vaapi", "h264_v4l2m2m",
-              "x265")
+AUTO_ORDER = ("hevc_nvenc", "hevc_qsv", "hevc_vaapi", "h264_nvenc", "h264_qsv", "h264_vaapi", "h264_v4l2m2m", "x265")
 
 # The software decoder for each stream format vcwc stores. Decoding depends only on the format, never on
 # which encoder wrote the stream, so a file made with a hardware encoder decodes anywhere.

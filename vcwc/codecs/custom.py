@@ -47,8 +47,10 @@ class CustomCodec(Codec):
         self.supports_lossless = QP_PLACEHOLDER not in args
         self.qp_range = (0, 1023)  # the encoder's own range applies; ffmpeg rejects values outside it
         self.lossless_hint = 'the encoder_args hold "{qp}", so they describe a lossy mode'
-        self.lossless_failure_hint = ('without "{qp}" in encoder_args vcwc takes them as lossless and checks it; '
-                                      'for lossy coding write "{qp}" where the quantizer goes and give a qp')
+        self.lossless_failure_hint = (
+            'without "{qp}" in encoder_args vcwc takes them as lossless and checks it; '
+            'for lossy coding write "{qp}" where the quantizer goes and give a qp'
+        )
         self.description = f"{encoder} with the user's options: {args}" if args else f"{encoder} with its defaults"
         self._probe_qp = probe_qp
         self._pairs = parse_encoder_args(args)
@@ -56,8 +58,10 @@ class CustomCodec(Codec):
     def check(self, settings):
         super().check(settings)
         if settings.qp is not None and self.supports_lossless:
-            raise InputError('a qp needs a place in encoder_args: write "{qp}" where the encoder takes its '
-                             'quantizer, e.g. "-qp {qp}"')
+            raise InputError(
+                'a qp needs a place in encoder_args: write "{qp}" where the encoder takes its '
+                'quantizer, e.g. "-qp {qp}"'
+            )
 
     def probe_settings(self) -> EncoderSettings:
         if self.supports_lossless:
@@ -68,8 +72,11 @@ class CustomCodec(Codec):
 
     def _options(self, settings, global_ones: bool) -> dict[str, str]:
         qp = "" if settings.qp is None else str(settings.qp)
-        return {key: value.replace(QP_PLACEHOLDER, qp) for key, value in self._pairs
-                if (key in GLOBAL_OPTIONS) == global_ones}
+        return {
+            key: value.replace(QP_PLACEHOLDER, qp)
+            for key, value in self._pairs
+            if (key in GLOBAL_OPTIONS) == global_ones
+        }
 
     def global_options(self, settings):
         return self._options(settings, True)

@@ -54,14 +54,16 @@ def default_timeout() -> float:
         raise InputError(f"${TIMEOUT_ENV}={value!r} is not a number of seconds") from None
 
 
-def run(command: list[str], stdin: bytes = b"", *, timeout: float | None = None,
-        env: dict[str, str] | None = None) -> bytes:
+def run(
+    command: list[str], stdin: bytes = b"", *, timeout: float | None = None, env: dict[str, str] | None = None
+) -> bytes:
     """Run one ffmpeg command, feeding stdin, and return its stdout."""
     return run_with_stderr(command, stdin, timeout=timeout, env=env)[0]
 
 
-def run_with_stderr(command: list[str], stdin: bytes = b"", *, timeout: float | None = None,
-                    env: dict[str, str] | None = None) -> tuple[bytes, str]:
+def run_with_stderr(
+    command: list[str], stdin: bytes = b"", *, timeout: float | None = None, env: dict[str, str] | None = None
+) -> tuple[bytes, str]:
     """Like `run`, but also return what ffmpeg wrote to stderr when it succeeded."""
     timeout = default_timeout() if timeout is None else timeout
     full_env = {**os.environ, **(env or {})}
@@ -101,20 +103,23 @@ def encode_command(job: EncodeJob, binary: str) -> list[str]:
     return _with_global_args(binary, stream, job.global_options)
 
 
-def decode_command(container: str, binary: str, decoder: str | None = None, hwaccel: str | None = None,
-                   bit_depth: int = 8) -> list[str]:
+def decode_command(
+    container: str, binary: str, decoder: str | None = None, hwaccel: str | None = None, bit_depth: int = 8
+) -> list[str]:
     """argv that decodes an elementary stream on stdin to raw frames on stdout.
 
     No -pix_fmt on 8-bit output: any conversion could rescale the 0..255 range and break bit-exactness.
     With `hwaccel`, frames come back from the device as NV12, whose first plane is the same luma plane.
     10-bit streams are asked for as yuv420p10le, the format their decoders produce anyway.
+    Only the first frame is output: vcwc's streams hold one, and a crafted stream of thousands of skipped
+    frames (a few kB) would otherwise come back as gigabytes of raw pixels.
     """
     input_options = {"f": container}
     if hwaccel:
         input_options["hwaccel"] = hwaccel
     if decoder:
         input_options["c:v"] = decoder
-    output_options = {"f": "rawvideo"}
+    output_options = {"f": "rawvideo", "frames:v": 1}
     if bit_depth != 8:
         output_options["pix_fmt"] = "yuv420p10le"
     stream = ffmpeg_python.input("pipe:0", **input_options).output("pipe:1", **output_options)
@@ -122,8 +127,9 @@ def decode_command(container: str, binary: str, decoder: str | None = None, hwac
     return _with_global_args(binary, stream, loglevel="warning" if hwaccel else "error")
 
 
-def _with_global_args(binary: str, stream, global_options: tuple[tuple[str, str], ...] = (),
-                      loglevel: str = "error") -> list[str]:
+def _with_global_args(
+    binary: str, stream, global_options: tuple[tuple[str, str], ...] = (), loglevel: str = "error"
+) -> list[str]:
     # ffmpeg-python appends global options at the end, where ffmpeg may ignore them as trailing.
     device_args = [part for key, value in global_options for part in (f"-{key}", value)]
     return [binary, *BASE_ARGS, "-loglevel", loglevel, *device_args, *stream.get_args()]
@@ -146,8 +152,10 @@ def luma_planes(raw: bytes, width: int, height: int, command: list[str], bit_dep
     sample = 1 if bit_depth == 8 else 2
     frame_bytes = width * height * 3 // 2 * sample
     if len(raw) == 0 or len(raw) % frame_bytes:
-        raise FFmpegError(f"decoder returned {len(raw)} bytes, not a whole number of {width}x{height} "
-                          f"{bit_depth}-bit 4:2:0 frames", command)
+        raise FFmpegError(
+            f"decoder returned {len(raw)} bytes, not a whole number of {width}x{height} {bit_depth}-bit 4:2:0 frames",
+            command,
+        )
     frames = np.frombuffer(raw, dtype=np.uint8 if sample == 1 else np.dtype("<u2")).reshape(-1, frame_bytes // sample)
     return frames[:, : width * height].reshape(-1, height, width)
 
@@ -158,32 +166,55 @@ def encode(job: EncodeJob, luma: np.ndarray, binary: str, timeout: float | None 
         data = run(command, yuv420_frames(luma), timeout=timeout, env=dict(job.env))
     except FFmpegError as exc:
         # Name the encoder first: with hardware encoders the reason is often a missing device or driver.
-        raise FFmpegError(f"{job.encoder} could not encode a {job.width}x{job.height} frame: "
-                          f"{str(exc).splitlines()[0]}", exc.command, exc.stderr, exc.returncode) from None
+        raise FFmpegError(
+            f"{job.encoder} could not encode a {job.width}x{job.height} frame: {str(exc).splitlines()[0]}",
+            exc.command,
+            exc.stderr,
+            exc.returncode,
+        ) from None
     if not data:
         raise FFmpegError(f"{job.encoder} produced an empty stream", command)
     return data
 
 
 # What libavcodec logs when a hardware decoder cannot take a stream and it retries in software.
-HWACCEL_FALLBACK_MESSAGES = ("Failed setup for format", "not usable, retrying get_format() without it",
-                             "hwaccel initialisation returned error")
+HWACCEL_FALLBACK_MESSAGES = (
+    "Failed setup for format",
+    "not usable, retrying get_format() without it",
+    "hwaccel initialisation returned error",
+)
 
 
-def decode(data: bytes, container: str, width: int, height: int, binary: str,
-           decoder: str | None = None, timeout: float | None = None, hwaccel: str | None = None,
-           bit_depth: int = 8) -> np.ndarray:
+def decode(
+    data: bytes,
+    container: str,
+    width: int,
+    height: int,
+    binary: str,
+    decoder: str | None = None,
+    timeout: float | None = None,
+    hwaccel: str | None = None,
+    bit_depth: int = 8,
+) -> np.ndarray:
     command = decode_command(container, binary, decoder, hwaccel, bit_depth)
     try:
         raw, stderr = run_with_stderr(command, data, timeout=timeout)
     except FFmpegError as exc:
         if not hwaccel:
             raise
-        raise FFmpegError(f"hwaccel {hwaccel!r} could not decode a {container} stream: {str(exc).splitlines()[0]}",
-                          exc.command, exc.stderr, exc.returncode) from None
+        raise FFmpegError(
+            f"hwaccel {hwaccel!r} could not decode a {container} stream: {str(exc).splitlines()[0]}",
+            exc.command,
+            exc.stderr,
+            exc.returncode,
+        ) from None
     if hwaccel and any(message in stderr for message in HWACCEL_FALLBACK_MESSAGES):
-        raise FFmpegError(f"hwaccel {hwaccel!r} could not decode this {container} stream and ffmpeg fell back to "
-                          f"software decoding; decode without hwaccel to use software on purpose", command, stderr)
+        raise FFmpegError(
+            f"hwaccel {hwaccel!r} could not decode this {container} stream and ffmpeg fell back to "
+            f"software decoding; decode without hwaccel to use software on purpose",
+            command,
+            stderr,
+        )
     return luma_planes(raw, width, height, command, bit_depth)
 
 

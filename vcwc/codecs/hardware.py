@@ -119,8 +119,16 @@ class Qsv(HardwareCodec):
     def output_options(self, settings):
         # QSV takes NV12 frames from system memory and uploads them itself. -q:v sets the QSCALE flag,
         # which is what selects QSV's constant-QP mode.
-        return {"vf": "format=nv12", "c:v": self.encoder, "preset": settings.preset or self.default_preset,
-                "q:v": str(settings.qp), **UNIT_QP_FACTORS, "g": "1", "bf": "0", **self.sei_filter}
+        return {
+            "vf": "format=nv12",
+            "c:v": self.encoder,
+            "preset": settings.preset or self.default_preset,
+            "q:v": str(settings.qp),
+            **UNIT_QP_FACTORS,
+            "g": "1",
+            "bf": "0",
+            **self.sei_filter,
+        }
 
 
 @register
@@ -153,8 +161,16 @@ class Vaapi(HardwareCodec):
 
     def output_options(self, settings):
         # VA-API encoders take NV12 surfaces on the device: convert, then upload.
-        return {"vf": "format=nv12,hwupload", "c:v": self.encoder, "rc_mode": "CQP", "qp": str(settings.qp),
-                **UNIT_QP_FACTORS, "g": "1", "bf": "0", **self.sei_filter}
+        return {
+            "vf": "format=nv12,hwupload",
+            "c:v": self.encoder,
+            "rc_mode": "CQP",
+            "qp": str(settings.qp),
+            **UNIT_QP_FACTORS,
+            "g": "1",
+            "bf": "0",
+            **self.sei_filter,
+        }
 
 
 @register
@@ -217,8 +233,18 @@ class H264Amf(Amf):
 
     def output_options(self, settings):
         qp = str(settings.qp)
-        return {"c:v": self.encoder, "usage": "transcoding", "quality": settings.preset or self.default_preset,
-                "rc": "cqp", "qp_i": qp, "qp_p": qp, "qp_b": qp, "g": "1", "bf": "0", **self.sei_filter}
+        return {
+            "c:v": self.encoder,
+            "usage": "transcoding",
+            "quality": settings.preset or self.default_preset,
+            "rc": "cqp",
+            "qp_i": qp,
+            "qp_p": qp,
+            "qp_b": qp,
+            "g": "1",
+            "bf": "0",
+            **self.sei_filter,
+        }
 
 
 @register
@@ -232,8 +258,17 @@ class HevcAmf(Amf):
 
     def output_options(self, settings):
         qp = str(settings.qp)
-        return {"c:v": self.encoder, "usage": "transcoding", "quality": settings.preset or self.default_preset,
-                "rc": "cqp", "qp_i": qp, "qp_p": qp, "g": "1", "bf": "0", **self.sei_filter}
+        return {
+            "c:v": self.encoder,
+            "usage": "transcoding",
+            "quality": settings.preset or self.default_preset,
+            "rc": "cqp",
+            "qp_i": qp,
+            "qp_p": qp,
+            "g": "1",
+            "bf": "0",
+            **self.sei_filter,
+        }
 
 
 class MediaCodec(HardwareCodec):
@@ -251,8 +286,14 @@ class MediaCodec(HardwareCodec):
     max_width, max_height = 4096, 2160
 
     def output_options(self, settings):
-        return {"c:v": self.encoder, "bitrate_mode": "cq", "global_quality": str(settings.qp), "g": "1", "bf": "0",
-                **self.sei_filter}
+        return {
+            "c:v": self.encoder,
+            "bitrate_mode": "cq",
+            "global_quality": str(settings.qp),
+            "g": "1",
+            "bf": "0",
+            **self.sei_filter,
+        }
 
 
 @register

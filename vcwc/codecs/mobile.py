@@ -19,8 +19,10 @@ FAST_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast")
 class MobileProfile(Codec):
     kind = "profile"
     supports_lossless = False
-    lossless_hint = ("phone hardware encoders have no lossless mode, and x264's lossless output is "
-                     "High 4:4:4, which phone decoders cannot play")
+    lossless_hint = (
+        "phone hardware encoders have no lossless mode, and x264's lossless output is "
+        "High 4:4:4, which phone decoders cannot play"
+    )
     # QP 0 would switch x264 to its lossless mode; hardware constant-QP modes take 1..51 (to QSV and
     # VA-API a QP of 0 means "choose one for me").
     qp_range = (1, 51)
@@ -42,9 +44,15 @@ class MobileH264Profile(MobileProfile):
         # Baseline, lossless). The level is left to x264, which writes the lowest one the frame fits, as
         # phone encoders do: a decoder refuses streams above its own maximum level, however small.
         return {
-            "c:v": self.encoder, "preset": settings.preset or self.default_preset, "profile:v": self.profile,
-            "pix_fmt": "yuv420p", "qp": str(settings.qp), "g": "1", "bf": "0",
-            "threads": str(settings.threads), "x264-params": joined_params(aq_mode=0, psy=0, sliced_threads=0),
+            "c:v": self.encoder,
+            "preset": settings.preset or self.default_preset,
+            "profile:v": self.profile,
+            "pix_fmt": "yuv420p",
+            "qp": str(settings.qp),
+            "g": "1",
+            "bf": "0",
+            "threads": str(settings.threads),
+            "x264-params": joined_params(aq_mode=0, psy=0, sliced_threads=0),
             "bsf:v": "filter_units=remove_types=6",
         }
 
@@ -84,7 +92,22 @@ class MobileHevc(MobileProfile):
         # phone decoders reject. Every vcwc stream holds a single frame, so it is intra-only anyway.
         # As for H.264 the level is the encoder's (x265 even refuses an explicit level with constant QP):
         # the lowest the frame fits, kept at 5.1 or below by the frame cap.
-        params = joined_params(qp=settings.qp, bframes=0, aq_mode=0, psy_rd=0, psy_rdoq=0, info=0, log_level="error",
-                         pools=settings.threads, frame_threads=1)
-        return {"c:v": self.encoder, "preset": settings.preset or self.default_preset, "profile:v": "main",
-                "pix_fmt": "yuv420p", "x265-params": params, "bsf:v": "filter_units=remove_types=39|40"}
+        params = joined_params(
+            qp=settings.qp,
+            bframes=0,
+            aq_mode=0,
+            psy_rd=0,
+            psy_rdoq=0,
+            info=0,
+            log_level="error",
+            pools=settings.threads,
+            frame_threads=1,
+        )
+        return {
+            "c:v": self.encoder,
+            "preset": settings.preset or self.default_preset,
+            "profile:v": "main",
+            "pix_fmt": "yuv420p",
+            "x265-params": params,
+            "bsf:v": "filter_units=remove_types=39|40",
+        }

@@ -105,22 +105,35 @@ def _run_probe(codec: Codec, binary: str, settings: EncoderSettings, size: int) 
             return failed("bad output", f"lossless mode did not return the probe frame bit-exactly{hint}")
     else:
         error = np.mean((decoded[0].astype(np.float64) - frame[0]) ** 2)
-        psnr = 10 * np.log10(255.0 ** 2 / error) if error > 0 else float("inf")
+        psnr = 10 * np.log10(255.0**2 / error) if error > 0 else float("inf")
         if psnr < LOSSY_PROBE_MIN_PSNR_DB:
-            return failed("bad output", f"the probe frame came back at {psnr:.1f} dB PSNR (QP {settings.qp}); "
-                                        f"a working encoder gives over {LOSSY_PROBE_MIN_PSNR_DB:.0f} dB")
+            return failed(
+                "bad output",
+                f"the probe frame came back at {psnr:.1f} dB PSNR (QP {settings.qp}); "
+                f"a working encoder gives over {LOSSY_PROBE_MIN_PSNR_DB:.0f} dB",
+            )
     return Availability(codec.name, codec.encoder, True, True, "")
 
 
 # What ffmpeg prints when a hardware encoder cannot start, and what it means. Checked in order.
 FAILURE_PATTERNS = [
     ("not compiled", re.compile(r"Unknown encoder '[^']+'")),
-    ("missing library", re.compile(r"Cannot load \S+|failed to load library '[^']+'|DLL \S+ failed to open|"
-                                   r"Could not dynamically load \S+|cannot open shared object file")),
-    ("no device", re.compile(r"No VA display found[^\n]*|Could not find a valid device|No CUDA capable devices "
-                             r"found|No capable devices found|No NVENC capable devices found|Error creating a "
-                             r"MFX session[^\n]*|Failed to create .*hardware device[^\n]*|Device creation "
-                             r"failed[^\n]*|No such file or directory")),
+    (
+        "missing library",
+        re.compile(
+            r"Cannot load \S+|failed to load library '[^']+'|DLL \S+ failed to open|"
+            r"Could not dynamically load \S+|cannot open shared object file"
+        ),
+    ),
+    (
+        "no device",
+        re.compile(
+            r"No VA display found[^\n]*|Could not find a valid device|No CUDA capable devices "
+            r"found|No capable devices found|No NVENC capable devices found|Error creating a "
+            r"MFX session[^\n]*|Failed to create .*hardware device[^\n]*|Device creation "
+            r"failed[^\n]*|No such file or directory"
+        ),
+    ),
 ]
 # What a telling line means, in the user's words.
 HINTS = [
@@ -136,7 +149,8 @@ CONSEQUENCE_LINES = re.compile(
     r"Error while opening encoder|Error sending frames to consumers|Task finished with error code|"
     r"Terminating thread with return code|Could not open encoder before EOF|Nothing was written into output|"
     r"Conversion failed|Error parsing global options|Failed to set value|Error opening output|"
-    r"Assertion .* failed|^\s*$")
+    r"Assertion .* failed|^\s*$"
+)
 
 
 def explain_failure(stderr: str, returncode: int | None, message: str = "") -> tuple[str, str]:
@@ -166,8 +180,10 @@ def require(codec: Codec, binary: str) -> None:
     """Raise a clear error when the codec cannot run with this ffmpeg; never fall back to another."""
     status = probe(codec, binary)
     if not status.works:
-        raise CodecError(f"codec {codec.name!r} ({codec.encoder}) is not usable with {binary}: {status.reason}. "
-                         f"`vcwc encoders` lists what works here; vcwc does not switch encoders on its own")
+        raise CodecError(
+            f"codec {codec.name!r} ({codec.encoder}) is not usable with {binary}: {status.reason}. "
+            f"`vcwc encoders` lists what works here; vcwc does not switch encoders on its own"
+        )
 
 
 def choose_auto(binary: str, settings: EncoderSettings) -> tuple[Codec, list[tuple[str, str]]]:
@@ -185,7 +201,7 @@ def choose_auto(binary: str, settings: EncoderSettings) -> tuple[Codec, list[tup
             return codec, passed
         passed.append((name, status.reason))
     details = "; ".join(f"{name}: {why}" for name, why in passed)
-    raise CodecError(f"--codec auto found no working encoder for these settings ({details})")
+    raise CodecError(f"codec auto found no working encoder for these settings ({details})")
 
 
 def resolve_codec(codec: str | Codec, settings: EncoderSettings, ffmpeg_path: str | None = None) -> Codec:

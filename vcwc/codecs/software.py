@@ -19,13 +19,17 @@ class X264(Codec):
     default_preset = "medium"
     block_size = 16
     max_width = max_height = 16384
+    max_bit_depth = 10  # 10-bit input is coded High 4:4:4 Predictive; do not force -profile high10
 
     def output_options(self, settings):
         # QP 0 is x264's lossless mode. Psycho-visual tools and adaptive quantization are for eyes,
         # not weights. Type-6 NAL units (SEI) hold x264's settings string: bytes for nothing.
         return {
-            "c:v": self.encoder, "preset": settings.preset or self.default_preset,
-            "qp": str(settings.qp or 0), "g": "1", "threads": str(settings.threads),
+            "c:v": self.encoder,
+            "preset": settings.preset or self.default_preset,
+            "qp": str(settings.qp or 0),
+            "g": "1",
+            "threads": str(settings.threads),
             "x264-params": joined_params(aq_mode=0, psy=0, sliced_threads=0),
             "bsf:v": "filter_units=remove_types=6",
         }
@@ -44,6 +48,7 @@ class X265(Codec):
     default_preset = "medium"
     block_size = 64
     max_width = max_height = 8192
+    max_bit_depth = 10
 
     def output_options(self, settings):
         mode = {"lossless": 1} if settings.lossless else {"qp": settings.qp}
@@ -51,10 +56,15 @@ class X265(Codec):
         # one frame thread keeps the output identical whatever the pool size. Every stream holds one
         # frame, so it is intra-only without keyint=1, which would signal the Main Intra (RExt) profile
         # that phone decoders reject.
-        params = joined_params(**mode, aq_mode=0, psy_rd=0, psy_rdoq=0, info=0, log_level="error",
-                         pools=settings.threads, frame_threads=1)
-        return {"c:v": self.encoder, "preset": settings.preset or self.default_preset,
-                "x265-params": params, "bsf:v": "filter_units=remove_types=39|40"}
+        params = joined_params(
+            **mode, aq_mode=0, psy_rd=0, psy_rdoq=0, info=0, log_level="error", pools=settings.threads, frame_threads=1
+        )
+        return {
+            "c:v": self.encoder,
+            "preset": settings.preset or self.default_preset,
+            "x265-params": params,
+            "bsf:v": "filter_units=remove_types=39|40",
+        }
 
 
 @register
@@ -71,10 +81,17 @@ class Aom(Codec):
     default_preset = "6"
     block_size = 64
     max_width = max_height = 65536
+    max_bit_depth = 10
 
     def output_options(self, settings):
-        options = {"c:v": self.encoder, "cpu-used": settings.preset or self.default_preset, "g": "1",
-                   "row-mt": "0", "threads": str(settings.threads), "aq-mode": "0"}
+        options = {
+            "c:v": self.encoder,
+            "cpu-used": settings.preset or self.default_preset,
+            "g": "1",
+            "row-mt": "0",
+            "threads": str(settings.threads),
+            "aq-mode": "0",
+        }
         if settings.lossless:
             options["aom-params"] = "lossless=1"
         else:
@@ -99,12 +116,16 @@ class SvtAv1(Codec):
     block_size = 64
     min_size = 64
     max_width = max_height = 16384  # SVT-AV1 silently crops larger input
+    max_bit_depth = 10
     env = (("SVT_LOG", "1"),)
 
     def output_options(self, settings):
         mode = {"lossless": 1} if settings.lossless else {"aq_mode": 0, "enable_tpl_la": 0}
-        options = {"c:v": self.encoder, "preset": settings.preset or self.default_preset,
-                   "svtav1-params": joined_params(**mode, keyint=1, lp=settings.threads)}
+        options = {
+            "c:v": self.encoder,
+            "preset": settings.preset or self.default_preset,
+            "svtav1-params": joined_params(**mode, keyint=1, lp=settings.threads),
+        }
         if not settings.lossless:
             options["crf"] = str(settings.qp)
         return options

@@ -18,7 +18,7 @@ from ..files import atomic_directory
 from ..format.container import Container
 from ..format.layout import pixel_offset
 from ..format.safetensors import SafetensorsWriter
-from . import bitstream
+from . import bitstream, levels
 
 EXTENSIONS = {"h264": "h264", "hevc": "hevc", "obu": "obu"}
 DESCRIPTION_FILE = "streams.json"
@@ -32,25 +32,42 @@ def describe_streams(archive: Container) -> list[dict]:
     regions_by_frame: dict[int, list[dict]] = {index: [] for index in range(len(meta.frames))}
     for record in meta.tensors:
         for region in record.regions:
-            regions_by_frame[region.frame].append({"tensor": record.name, **{
-                key: value for key, value in region.to_dict().items() if key != "frame"}})
+            regions_by_frame[region.frame].append(
+                {"tensor": record.name, **{key: value for key, value in region.to_dict().items() if key != "frame"}}
+            )
     streams = []
     for index, frame in enumerate(meta.frames):
         data = archive.raw_blob(frame.blob)
-        entry = {"frame": index, "codec": frame.codec, "container": frame.container, "width": frame.width,
-                 "height": frame.height, "pixel_format": frame.pixel_format, "bytes": len(data),
-                 "lossless": frame.lossless, "qp": frame.qp}
+        entry = {
+            "frame": index,
+            "codec": frame.codec,
+            "container": frame.container,
+            "width": frame.width,
+            "height": frame.height,
+            "pixel_format": frame.pixel_format,
+            "bytes": len(data),
+            "lossless": frame.lossless,
+            "qp": frame.qp,
+        }
         try:
             info = bitstream.parse_stream(data, frame.container)
         except FormatError as exc:
             entry.update(header_error=str(exc), hardware_decoders={"fits": False, "note": f"unreadable: {exc}"})
         else:
-            fits, note = bitstream.hardware_fit(info)
-            entry.update(standard=info.standard, profile=info.profile, profile_idc=info.profile_idc,
-                         level=info.level, level_idc=info.level_idc, tier=info.tier,
-                         chroma_format=info.chroma_format, bit_depth=info.bit_depth,
-                         coded_width=info.width, coded_height=info.height,
-                         hardware_decoders={"fits": fits, "note": note})
+            fits, note = levels.hardware_fit(info)
+            entry.update(
+                standard=info.standard,
+                profile=info.profile,
+                profile_idc=info.profile_idc,
+                level=info.level,
+                level_idc=info.level_idc,
+                tier=info.tier,
+                chroma_format=info.chroma_format,
+                bit_depth=info.bit_depth,
+                coded_width=info.width,
+                coded_height=info.height,
+                hardware_decoders={"fits": fits, "note": note},
+            )
         entry["regions"] = regions_by_frame[index]
         streams.append(entry)
     return streams
@@ -84,39 +101,75 @@ def _write_contents(archive: Container, folder: Path) -> None:
             scales = record.quantizer.scales
             scale_blobs.add(scales.blob)
             bits = max(meta.frames[r.frame].bit_depth for r in record.regions)
-            tensors.append({"name": record.name, "storage": "video", "shape": list(record.shape),
-                            "dtype": record.dtype, "arrangement": record.arrangement, "matrix": list(record.matrix),
-                            "granularity": record.quantizer.granularity, "symbol_offset": pixel_offset(bits),
-                            "scales": {"file": SCALES_FILE, "offset_bytes": scales.offset, "count": scales.count},
-                            "symbols_crc32": record.symbols_crc32})
+            tensors.append(
+                {
+                    "name": record.name,
+                    "storage": "video",
+                    "shape": list(record.shape),
+                    "dtype": record.dtype,
+                    "arrangement": record.arrangement,
+                    "matrix": list(record.matrix),
+                    "granularity": record.quantizer.granularity,
+                    "symbol_offset": pixel_offset(bits),
+                    "scales": {"file": SCALES_FILE, "offset_bytes": scales.offset, "count": scales.count},
+                    "symbols_crc32": record.symbols_crc32,
+                }
+            )
+        elif record.storage == "alias":
+            tensors.append(
+                {
+                    "name": record.name,
+                    "storage": "alias",
+                    "alias_of": record.alias_of,
+                    "shape": list(record.shape),
+                    "dtype": record.dtype,
+                }
+            )
         else:
             stored = "float16" if record.encoding == "float16" else record.dtype
-            tensors.append({"name": record.name, "storage": "uncoded", "shape": list(record.shape),
-                            "dtype": record.dtype, "file": UNCODED_FILE, "stored_dtype": stored})
+            tensors.append(
+                {
+                    "name": record.name,
+                    "storage": "uncoded",
+                    "shape": list(record.shape),
+                    "dtype": record.dtype,
+                    "file": UNCODED_FILE,
+                    "stored_dtype": stored,
+                }
+            )
     if len(scale_blobs) > 1:
         raise FormatError(f"{archive.source}: scales are spread over several blobs; extract expects one")
     if scale_blobs:
-        (folder / SCALES_FILE).write_bytes(archive.blob(scale_blobs.pop()))
-    uncoded = [record for record in meta.tensors if not record.coded]
+        blob = scale_blobs.pop()
+        (folder / SCALES_FILE).write_bytes(archive.blob(blob, meta.scale_sizes().get(blob)))
+    uncoded = [record for record in meta.tensors if record.storage == "uncoded"]
     if uncoded:
         sizes = meta.uncoded_sizes()
         contents = {blob: archive.blob(blob, sizes[blob]) for blob in sizes}
         entries = [(r.name, "float16" if r.encoding == "float16" else r.dtype, r.shape) for r in uncoded]
         with SafetensorsWriter(folder / UNCODED_FILE, entries) as writer:
             for record in uncoded:
-                writer.write(record.name, contents[record.blob][record.offset:record.offset + record.length])
+                writer.write(record.name, contents[record.blob][record.offset : record.offset + record.length])
     description = {
-        "format": "vcwc-streams", "version": 2, "source": archive.source,
-        "pixels": {"formats": {"yuv420p": "8-bit, symbol s stored as luma s + 128",
-                               "yuv420p10le": "10-bit little-endian, symbol s stored as luma s + 512"},
-                   "note": "the luma plane holds the weight symbols, the chroma planes a constant mid value. "
-                           "Decode without pixel-format conversion (a range conversion changes the values)."},
+        "format": "vcwc-streams",
+        "version": 2,
+        "source": archive.source,
+        "pixels": {
+            "formats": {
+                "yuv420p": "8-bit, symbol s stored as luma s + 128",
+                "yuv420p10le": "10-bit little-endian, symbol s stored as luma s + 512",
+            },
+            "note": "the luma plane holds the weight symbols, the chroma planes a constant mid value. "
+            "Decode without pixel-format conversion (a range conversion changes the values).",
+        },
         "regions_note": "matrix[row:row+height, col:col+width] of the tensor sits at (x, y) of the frame",
         "weights_note": "weight = symbol * scale; scales are little-endian float32 in the scales file at "
-                        "offset_bytes: one per tensor (per_tensor) or one per index of the tensor's first dimension "
-                        "(per_channel). The matrix is the tensor reshaped to (shape[0], -1) for 'rows'; for "
-                        "'kernel_blocks' a (out, in, k, k) kernel is laid out as (out*k, in*k) blocks. Tensors with "
-                        "storage 'uncoded' are in the safetensors file as stored (stored_dtype; cast to dtype).",
-        "streams": streams, "tensors": tensors,
+        "offset_bytes: one per tensor (per_tensor) or one per index of the tensor's first dimension "
+        "(per_channel). The matrix is the tensor reshaped to (shape[0], -1) for 'rows'; for "
+        "'kernel_blocks' a (out, in, k, k) kernel is laid out as (out*k, in*k) blocks. Tensors with "
+        "storage 'uncoded' are in the safetensors file as stored (stored_dtype; cast to dtype); a tensor with "
+        "storage 'alias' is the tensor alias_of again (tied weights).",
+        "streams": streams,
+        "tensors": tensors,
     }
     (folder / DESCRIPTION_FILE).write_text(json.dumps(description, indent=2))

@@ -155,9 +155,7 @@ def balanced_subset(labels: np.ndarray, limit: int, seed: int = 0) -> np.ndarray
     spare = np.flatnonzero(counts > low)
     extra = limit - int(take.sum())
     take[rng.choice(spare, size=extra, replace=False)] += 1
-    chosen = [
-        rng.choice(np.flatnonzero(labels == cls), size=int(n), replace=False) for cls, n in zip(classes, take)
-    ]
+    chosen = [rng.choice(np.flatnonzero(labels == cls), size=int(n), replace=False) for cls, n in zip(classes, take)]
     return np.sort(np.concatenate(chosen))
 
 
@@ -167,9 +165,7 @@ def to_tensor(images: np.ndarray, preprocess: Preprocessing) -> torch.Tensor:
         raise DatasetError(f"expected uint8 N x H x W x C images, got {images.dtype} {images.shape}")
     channels = images.shape[3]
     if len(preprocess.mean) not in (1, channels):
-        raise DatasetError(
-            f"images have {channels} channel(s) but the model expects {len(preprocess.mean)}"
-        )
+        raise DatasetError(f"images have {channels} channel(s) but the model expects {len(preprocess.mean)}")
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() * preprocess.scale
     if preprocess.resize is not None:
         x = _resize_shorter_side(x, preprocess.resize)

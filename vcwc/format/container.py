@@ -39,8 +39,9 @@ FLAG_METADATA_ZSTD = 1
 KNOWN_FLAGS = FLAG_METADATA_ZSTD
 HEADER = struct.Struct("<4sHHII")
 METADATA_ZSTD_LEVEL = 19
-# Metadata larger than this once decompressed is refused: a billion-weight model needs a few MB.
-MAX_METADATA_BYTES = 256 << 20
+# Metadata larger than this once decompressed is refused: a billion-weight model needs a few MB, and
+# checking a crafted 64 MB document stays within seconds.
+MAX_METADATA_BYTES = 64 << 20
 COPY_CHUNK = 8 << 20
 
 
@@ -56,8 +57,9 @@ def crc32(data) -> int:
 
 
 def _document(metadata: dict, table: list[dict], compress_metadata: bool) -> tuple[bytes, int]:
-    document = json.dumps({**metadata, "blobs": table}, separators=(",", ":"), sort_keys=True,
-                          allow_nan=False).encode("utf-8")
+    document = json.dumps({**metadata, "blobs": table}, separators=(",", ":"), sort_keys=True, allow_nan=False).encode(
+        "utf-8"
+    )
     flags = 0
     if compress_metadata:
         document = zstandard.ZstdCompressor(level=METADATA_ZSTD_LEVEL).compress(document)
@@ -86,7 +88,7 @@ def with_metadata(data: bytes, metadata: dict, compress_metadata: bool = True) -
     if compress_metadata:
         document = zstandard.ZstdCompressor(level=3).compress(document)
         flags |= FLAG_METADATA_ZSTD
-    return _header(document, flags) + document + data[HEADER.size + length:]
+    return _header(document, flags) + document + data[HEADER.size + length :]
 
 
 class ContainerWriter:
@@ -107,14 +109,22 @@ class ContainerWriter:
         else:
             if not self.path.parent.exists():
                 raise InputError(f"output folder {str(self.path.parent)!r} does not exist")
-            handle, self._spool = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".payload.tmp",
-                                                   dir=self.path.parent)
+            handle, self._spool = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".payload.tmp", dir=self.path.parent
+            )
             self._payload = os.fdopen(handle, "w+b")
 
     def add(self, kind: str, data: bytes, compression: str = "none") -> int:
         self._payload.write(data)
-        self.table.append({"kind": kind, "offset": self._offset, "length": len(data), "crc32": crc32(data),
-                           "compression": compression})
+        self.table.append(
+            {
+                "kind": kind,
+                "offset": self._offset,
+                "length": len(data),
+                "crc32": crc32(data),
+                "compression": compression,
+            }
+        )
         self._offset += len(data)
         return len(self.table) - 1
 
@@ -182,7 +192,7 @@ class Container:
 
     def _read(self, offset: int, length: int) -> bytes:
         if self._data is not None:
-            return bytes(self._data[offset:offset + length])
+            return bytes(self._data[offset : offset + length])
         return os.pread(self._file.fileno(), length, offset)
 
     def _parse(self) -> None:
@@ -193,13 +203,14 @@ class Container:
         if magic != MAGIC:
             raise FormatError(f"{source}: not a .vcwc file (magic {magic!r})")
         if version != FORMAT_VERSION:
-            raise FormatError(f"{source}: format version {version} is not supported (this vcwc reads "
-                              f"{FORMAT_VERSION})")
+            raise FormatError(f"{source}: format version {version} is not supported (this vcwc reads {FORMAT_VERSION})")
         if flags & ~KNOWN_FLAGS:
             raise FormatError(f"{source}: unknown header flags {flags:#06x}")
         if HEADER.size + length > self.file_bytes:
-            raise FormatError(f"{source}: metadata is truncated ({self.file_bytes - HEADER.size} bytes after the "
-                              f"header, {length} declared)")
+            raise FormatError(
+                f"{source}: metadata is truncated ({self.file_bytes - HEADER.size} bytes after the "
+                f"header, {length} declared)"
+            )
         document = self._read(HEADER.size, length)
         if crc32(document) != checksum:
             raise FormatError(f"{source}: metadata is corrupted (checksum mismatch)")
@@ -237,8 +248,10 @@ class Container:
         limit = expected_size if expected_size is not None else MAX_METADATA_BYTES * 64
         content = _bounded_zstd(data, limit, f"{self.source}: blob {index} ({entry.kind})")
         if expected_size is not None and len(content) != expected_size:
-            raise FormatError(f"{self.source}: blob {index} ({entry.kind}) holds {len(content):,} bytes, the "
-                              f"metadata describes {expected_size:,}")
+            raise FormatError(
+                f"{self.source}: blob {index} ({entry.kind}) holds {len(content):,} bytes, the "
+                f"metadata describes {expected_size:,}"
+            )
         return content
 
     @property

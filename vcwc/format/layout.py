@@ -62,8 +62,15 @@ class Region:
     height: int
 
     def to_dict(self) -> dict:
-        return {"frame": self.frame, "x": self.x, "y": self.y, "row": self.row, "col": self.col,
-                "width": self.width, "height": self.height}
+        return {
+            "frame": self.frame,
+            "x": self.x,
+            "y": self.y,
+            "row": self.row,
+            "col": self.col,
+            "width": self.width,
+            "height": self.height,
+        }
 
 
 @dataclass(frozen=True)
@@ -142,8 +149,8 @@ def render_frame(size: tuple[int, int], placed: list[tuple[np.ndarray, Region]],
     offset = pixel_offset(bit_depth)
     frame = np.full((height, width), offset, dtype=np.uint8 if bit_depth == 8 else np.uint16)
     for matrix, r in placed:
-        tile = matrix[r.row:r.row + r.height, r.col:r.col + r.width].astype(np.int32) + offset
-        frame[r.y:r.y + r.height, r.x:r.x + r.width] = tile
+        tile = matrix[r.row : r.row + r.height, r.col : r.col + r.width].astype(np.int32) + offset
+        frame[r.y : r.y + r.height, r.x : r.x + r.width] = tile
     return frame
 
 
@@ -156,12 +163,13 @@ def render(packing: Packing, matrices: list[np.ndarray], bit_depth: int = 8) -> 
     return [render_frame(size, items, bit_depth) for size, items in zip(packing.frame_sizes, placed)]
 
 
-def extract(frames: dict[int, np.ndarray], regions: list[Region], rows: int, cols: int,
-            bit_depth: int = 8) -> np.ndarray:
+def extract(
+    frames: dict[int, np.ndarray], regions: list[Region], rows: int, cols: int, bit_depth: int = 8
+) -> np.ndarray:
     """The symbol matrix whose tiles sit at `regions` of the decoded frames."""
     matrix = np.empty((rows, cols), dtype=symbol_dtype(bit_depth))
     offset = pixel_offset(bit_depth)
     for r in regions:
-        pixels = frames[r.frame][r.y:r.y + r.height, r.x:r.x + r.width]
-        matrix[r.row:r.row + r.height, r.col:r.col + r.width] = pixels.astype(np.int32) - offset
+        pixels = frames[r.frame][r.y : r.y + r.height, r.x : r.x + r.width]
+        matrix[r.row : r.row + r.height, r.col : r.col + r.width] = pixels.astype(np.int32) - offset
     return matrix

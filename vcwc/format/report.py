@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
-from .schema import DTYPE_BYTES, Metadata
+from .records import DTYPE_BYTES, Metadata
 
 
 @dataclass
@@ -52,8 +52,9 @@ class SizeReport:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data.update(coded_bytes=self.coded_bytes, bits_per_weight=self.bits_per_weight,
-                    compression_ratio=self.compression_ratio)
+        data.update(
+            coded_bytes=self.coded_bytes, bits_per_weight=self.bits_per_weight, compression_ratio=self.compression_ratio
+        )
         return data
 
 
@@ -73,23 +74,55 @@ def size_report(meta: Metadata, file_bytes: int, header_bytes: int) -> SizeRepor
         float32_bytes += elements * 4
         if record.coded:
             coded_weights += elements
-            share = sum(meta.blobs[meta.frames[r.frame].blob].length * r.width * r.height / frame_area[r.frame]
-                        for r in record.regions)
+            share = sum(
+                meta.blobs[meta.frames[r.frame].blob].length * r.width * r.height / frame_area[r.frame]
+                for r in record.regions
+            )
             share += 4 * record.quantizer.scales.count
-            tensors.append(TensorSize(record.name, list(record.shape), record.dtype, "video", record.payload.codec,
-                                      record.payload.qp, record.quantizer.granularity, share,
-                                      8 * share / max(elements, 1), record.snr_db,
-                                      record.quantizer.rounding or "nearest"))
+            tensors.append(
+                TensorSize(
+                    record.name,
+                    list(record.shape),
+                    record.dtype,
+                    "video",
+                    record.payload.codec,
+                    record.payload.qp,
+                    record.quantizer.granularity,
+                    share,
+                    8 * share / max(elements, 1),
+                    record.snr_db,
+                    record.quantizer.rounding or "nearest",
+                )
+            )
         elif record.storage == "alias":
-            tensors.append(TensorSize(record.name, list(record.shape), record.dtype, "alias", None, None, None, 0,
-                                      0.0, None))
+            tensors.append(
+                TensorSize(record.name, list(record.shape), record.dtype, "alias", None, None, None, 0, 0.0, None)
+            )
         else:
             uncoded_elements += elements
-            tensors.append(TensorSize(record.name, list(record.shape), record.dtype, "uncoded", None, None, None,
-                                      record.length, 8 * record.length / max(elements, 1),
-                                      "inf" if record.encoding == "exact" else None))
+            tensors.append(
+                TensorSize(
+                    record.name,
+                    list(record.shape),
+                    record.dtype,
+                    "uncoded",
+                    None,
+                    None,
+                    None,
+                    record.length,
+                    8 * record.length / max(elements, 1),
+                    "inf" if record.encoding == "exact" else None,
+                )
+            )
     return SizeReport(
-        file_bytes=file_bytes, header_bytes=header_bytes, video_bytes=blob_bytes["video"],
-        quantizer_bytes=blob_bytes["quantizer"], uncoded_bytes=blob_bytes["uncoded"], coded_weights=coded_weights,
-        uncoded_elements=uncoded_elements, original_bytes=original_bytes, float32_bytes=float32_bytes,
-        tensors=tensors)
+        file_bytes=file_bytes,
+        header_bytes=header_bytes,
+        video_bytes=blob_bytes["video"],
+        quantizer_bytes=blob_bytes["quantizer"],
+        uncoded_bytes=blob_bytes["uncoded"],
+        coded_weights=coded_weights,
+        uncoded_elements=uncoded_elements,
+        original_bytes=original_bytes,
+        float32_bytes=float32_bytes,
+        tensors=tensors,
+    )

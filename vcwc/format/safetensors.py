@@ -20,13 +20,34 @@ import numpy as np
 from ..errors import InputError
 
 # vcwc's dtype names and safetensors' codes.
-CODES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int64": "I64", "int32": "I32",
-         "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+CODES = {
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float64": "F64",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
 DTYPES = {code: name for name, code in CODES.items()}
-ITEM_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int64": 8, "int32": 4, "int16": 2,
-              "int8": 1, "uint8": 1, "bool": 1}
+ITEM_BYTES = {
+    "float32": 4,
+    "float16": 2,
+    "bfloat16": 2,
+    "float64": 8,
+    "int64": 8,
+    "int32": 4,
+    "int16": 2,
+    "int8": 1,
+    "uint8": 1,
+    "bool": 1,
+}
 MAX_HEADER_BYTES = 100 << 20  # the limit the safetensors library sets
 ALIGNMENT = 8  # the header is padded with spaces so that data starts on an 8-byte boundary
+BLOCK_ELEMENTS = 1 << 22  # values converted at once: bounds the temporaries of a large tensor
 
 
 @dataclass(frozen=True)
@@ -77,8 +98,9 @@ class SafetensorsFile:
                 shape = tuple(int(v) for v in info["shape"])
                 begin, end = (int(v) for v in info["data_offsets"])
             except (KeyError, TypeError, ValueError):
-                raise InputError(f"{self.path}: tensor {name!r} has an unreadable or unsupported entry "
-                                 f"({str(info)[:80]})") from None
+                raise InputError(
+                    f"{self.path}: tensor {name!r} has an unreadable or unsupported entry ({str(info)[:80]})"
+                ) from None
             if end - begin != math.prod(shape) * ITEM_BYTES[dtype] or begin < 0 or self.data_start + end > size:
                 raise InputError(f"{self.path}: tensor {name!r} has inconsistent offsets")
             self.entries[name] = Entry(name, dtype, shape, begin, end)
@@ -98,28 +120,42 @@ class SafetensorsFile:
 
 def to_array(data: bytes, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
     if dtype == "bfloat16":
-        raw = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
-        return raw.view(np.float32).reshape(shape)
+        raw = np.frombuffer(data, dtype="<u2")
+        values = np.empty(raw.size, dtype=np.uint32)
+        for start in range(0, raw.size, BLOCK_ELEMENTS):  # a bf16 is the top half of a float32
+            np.left_shift(
+                raw[start : start + BLOCK_ELEMENTS], 16, out=values[start : start + BLOCK_ELEMENTS], dtype=np.uint32
+            )
+        return values.view(np.float32).reshape(shape)
     numpy_dtype = {"bool": np.bool_}.get(dtype, np.dtype(dtype).newbyteorder("<"))
     return np.frombuffer(data, dtype=numpy_dtype).reshape(shape)
 
 
 def from_array(values: np.ndarray, dtype: str) -> bytes:
     """Little-endian bytes of `values` as `dtype`; float32 values become bfloat16 by round to nearest even."""
+    flat = np.ascontiguousarray(values).reshape(-1)
+    if flat.size > BLOCK_ELEMENTS:
+        return b"".join(
+            from_array(flat[start : start + BLOCK_ELEMENTS], dtype) for start in range(0, flat.size, BLOCK_ELEMENTS)
+        )
     if dtype == "bfloat16":
-        bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+        bits = flat.astype(np.float32, copy=False).view(np.uint32)
         rounded = bits + 0x7FFF + ((bits >> 16) & 1)
-        rounded = np.where(np.isnan(values), bits | 0x00400000, rounded)  # keep NaNs NaN
+        rounded = np.where(np.isnan(flat), bits | 0x00400000, rounded)  # keep NaNs NaN
         return (rounded >> 16).astype("<u2").tobytes()
     numpy_dtype = {"bool": np.bool_}.get(dtype, np.dtype(dtype).newbyteorder("<"))
-    return np.ascontiguousarray(values).astype(numpy_dtype, copy=False).tobytes()
+    return flat.astype(numpy_dtype, copy=False).tobytes()
 
 
 class SafetensorsWriter:
     """Writes a safetensors file whose tensors are announced up front and then streamed in that order."""
 
-    def __init__(self, path: str | os.PathLike, tensors: list[tuple[str, str, tuple[int, ...]]],
-                 metadata: dict[str, str] | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        tensors: list[tuple[str, str, tuple[int, ...]]],
+        metadata: dict[str, str] | None = None,
+    ):
         self.path = Path(path)
         header: dict = {}
         if metadata:

@@ -13,9 +13,9 @@ import importlib.util
 import inspect
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch import nn
@@ -53,8 +53,9 @@ def resolve(arch: str | nn.Module, input_shape: tuple[int, ...] | None = None) -
         spec = get_architecture(arch)
         module_name, function = spec.builder.split(":")
         builder = getattr(importlib.import_module(module_name), function)
-        return Architecture(arch, lambda: builder(*spec.arguments), tuple(input_shape or spec.input_shape),
-                            spec.preprocess)
+        return Architecture(
+            arch, lambda: builder(*spec.arguments), tuple(input_shape or spec.input_shape), spec.preprocess
+        )
     return Architecture(arch, _import_callable(arch), tuple(input_shape) if input_shape else None)
 
 
@@ -80,8 +81,10 @@ def _import_callable(spec: str):
                 if added:
                     sys.path.remove(os.getcwd())
     except Exception as exc:  # an import runs arbitrary code: any failure is the user's module's
-        raise InputError(f"architecture {spec!r}: cannot import {module_name!r} "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise InputError(
+            f"architecture {spec!r}: cannot import {module_name!r} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     try:
         factory = getattr(module, name)
     except AttributeError:
@@ -89,13 +92,17 @@ def _import_callable(spec: str):
     if not callable(factory):
         raise InputError(f"architecture {spec!r}: {name!r} is a {type(factory).__name__}, not a callable")
     try:
-        required = [p.name for p in inspect.signature(factory).parameters.values()
-                    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        required = [
+            p.name
+            for p in inspect.signature(factory).parameters.values()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
     except (TypeError, ValueError):
         required = []
     if required:
-        raise InputError(f"architecture {spec!r}: {name}() needs arguments ({', '.join(required)}); give a "
-                         f"callable that takes none")
+        raise InputError(
+            f"architecture {spec!r}: {name}() needs arguments ({', '.join(required)}); give a callable that takes none"
+        )
 
     def build() -> nn.Module:
         try:
@@ -103,8 +110,9 @@ def _import_callable(spec: str):
         except Exception as exc:
             raise InputError(f"architecture {spec!r}: {name}() failed ({type(exc).__name__}: {exc})") from None
         if not isinstance(model, nn.Module):
-            raise InputError(f"architecture {spec!r}: {name}() returned a {type(model).__name__}, not a "
-                             f"torch.nn.Module")
+            raise InputError(
+                f"architecture {spec!r}: {name}() returned a {type(model).__name__}, not a torch.nn.Module"
+            )
         return model
 
     return build
@@ -120,8 +128,11 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
     expected = model.state_dict()
     missing = [key for key in expected if key not in state_dict]
     unexpected = [key for key in state_dict if key not in expected]
-    wrong_shape = [f"{key} {tuple(state_dict[key].shape)} != {tuple(expected[key].shape)}"
-                   for key in expected if key in state_dict and tuple(state_dict[key].shape) != tuple(expected[key].shape)]
+    wrong_shape = [
+        f"{key} {tuple(state_dict[key].shape)} != {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state_dict and tuple(state_dict[key].shape) != tuple(expected[key].shape)
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys: {_list_keys(missing)}")
@@ -133,7 +144,9 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
         raise StateDictMismatchError(f"the weights do not fit {type(model).__name__}: " + "; ".join(problems))
 
 
-def build_model(arch: str | nn.Module | Architecture, state_dict: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+def build_model(
+    arch: str | nn.Module | Architecture, state_dict: Mapping[str, torch.Tensor] | None = None
+) -> nn.Module:
     """Build the architecture, load `state_dict` strictly, set eval mode."""
     architecture = arch if isinstance(arch, Architecture) else resolve(arch)
     model = architecture.build()

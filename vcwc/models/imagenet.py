@@ -1,8 +1,9 @@
-"""ImageNet CNNs with torchvision's parameter names, so torchvision checkpoints load unchanged."""
+"""ImageNet CNNs (ResNets, MobileNetV2) with torchvision's parameter names, so torchvision checkpoints load unchanged."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # ImageNet ResNets (He et al. 2016), laid out like torchvision's resnetXX() ("v1.5": in Bottleneck the
@@ -87,8 +88,7 @@ class ImageNetResNet(nn.Module):
         downsample = None
         if stride != 1 or self._in_planes != planes * block.expansion:
             downsample = nn.Sequential(
-                conv1x1(self._in_planes, planes * block.expansion, stride),
-                nn.BatchNorm2d(planes * block.expansion),
+                conv1x1(self._in_planes, planes * block.expansion, stride), nn.BatchNorm2d(planes * block.expansion)
             )
         layers = [block(self._in_planes, planes, stride, downsample)]
         self._in_planes = planes * block.expansion
@@ -119,3 +119,78 @@ def resnet101(num_classes: int = 1000) -> ImageNetResNet:
 
 def resnet152(num_classes: int = 1000) -> ImageNetResNet:
     return ImageNetResNet(Bottleneck, [3, 8, 36, 3], num_classes)
+
+
+# MobileNetV2 (Sandler et al. 2018) laid out like torchvision's mobilenet_v2(), so its IMAGENET1K_V1
+# checkpoint loads unchanged.
+
+
+class ConvBNReLU6(nn.Sequential):
+    """torchvision's Conv2dNormActivation: keys <i>.0.weight (conv, no bias), <i>.1.* (BatchNorm)."""
+
+    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1):
+        super().__init__(
+            nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU6(inplace=True),
+        )
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+        super().__init__()
+        hidden = int(round(cin * expand))
+        self.use_res_connect = stride == 1 and cin == cout
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers.append(ConvBNReLU6(cin, hidden, k=1))
+        layers += [
+            ConvBNReLU6(hidden, hidden, k=3, stride=stride, groups=hidden),  # depthwise 3x3
+            nn.Conv2d(hidden, cout, 1, 1, 0, bias=False),  # linear bottleneck
+            nn.BatchNorm2d(cout),
+        ]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """torchvision.models.mobilenet_v2 (width 1.0, 1000 classes) with identical parameter names."""
+
+    SETTINGS = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
+        super().__init__()
+        cin = 32
+        feats: list[nn.Module] = [ConvBNReLU6(3, cin, stride=2)]
+        for t, c, n, s in self.SETTINGS:
+            for i in range(n):
+                feats.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        feats.append(ConvBNReLU6(cin, 1280, k=1))
+        self.features = nn.Sequential(*feats)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(1280, num_classes))
+        # torchvision's initialisation, so a freshly built model behaves like theirs
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = self.features(x)
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.classifier(x)

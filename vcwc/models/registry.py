@@ -61,16 +61,49 @@ DIGITS_PREPROCESS = Preprocessing(DIGITS_MEAN, DIGITS_STD)
 
 
 def _registry() -> dict[str, ArchitectureSpec]:
-    specs = [ArchitectureSpec(name, f"vcwc.models.imagenet:{name}", 1000, IMAGENET_PREPROCESS,
-                              f"ImageNet {label} (torchvision layout)")
-             for name, label in [("resnet18", "ResNet-18"), ("resnet34", "ResNet-34"), ("resnet50", "ResNet-50"),
-                                 ("resnet101", "ResNet-101"), ("resnet152", "ResNet-152")]]
-    specs += [ArchitectureSpec(f"cifar_resnet{depth}", "vcwc.models.cifar:CifarResNet", 10, CIFAR_PREPROCESS,
-                               f"CIFAR-10 ResNet-{depth} (akamaster/pytorch_resnet_cifar10 layout)", (3, 32, 32),
-                               (depth,))
-              for depth in (20, 32, 44, 56, 110)]
-    specs.append(ArchitectureSpec("digits_resnet", "vcwc.models.cifar:DigitsResNet", 10, DIGITS_PREPROCESS,
-                                  "small ResNet for scikit-learn's 8x8 digits (the bundled default model)", (1, 8, 8)))
+    specs = [
+        ArchitectureSpec(
+            name, f"vcwc.models.imagenet:{name}", 1000, IMAGENET_PREPROCESS, f"ImageNet {label} (torchvision layout)"
+        )
+        for name, label in [
+            ("resnet18", "ResNet-18"),
+            ("resnet34", "ResNet-34"),
+            ("resnet50", "ResNet-50"),
+            ("resnet101", "ResNet-101"),
+            ("resnet152", "ResNet-152"),
+        ]
+    ]
+    specs.append(
+        ArchitectureSpec(
+            "mobilenet_v2",
+            "vcwc.models.imagenet:MobileNetV2",
+            1000,
+            IMAGENET_PREPROCESS,
+            "ImageNet MobileNetV2 with depthwise convolutions (torchvision layout)",
+        )
+    )
+    specs += [
+        ArchitectureSpec(
+            f"cifar_resnet{depth}",
+            "vcwc.models.cifar:CifarResNet",
+            10,
+            CIFAR_PREPROCESS,
+            f"CIFAR-10 ResNet-{depth} (akamaster/pytorch_resnet_cifar10 layout)",
+            (3, 32, 32),
+            (depth,),
+        )
+        for depth in (20, 32, 44, 56, 110)
+    ]
+    specs.append(
+        ArchitectureSpec(
+            "digits_resnet",
+            "vcwc.models.cifar:DigitsResNet",
+            10,
+            DIGITS_PREPROCESS,
+            "small ResNet for scikit-learn's 8x8 digits (the bundled default model)",
+            (1, 8, 8),
+        )
+    )
     return {spec.name: spec for spec in specs}
 
 
@@ -81,5 +114,6 @@ def get_architecture(name: str) -> ArchitectureSpec:
     try:
         return ARCHITECTURES[name]
     except KeyError:
-        raise UnknownArchitectureError(f"unknown architecture {name!r}; registered: {', '.join(ARCHITECTURES)}, "
-                                       f"or MODULE:CALLABLE for any other") from None
+        raise UnknownArchitectureError(
+            f"unknown architecture {name!r}; registered: {', '.join(ARCHITECTURES)}, or MODULE:CALLABLE for any other"
+        ) from None

@@ -22,8 +22,8 @@ from ..codecs.base import stream_decoder
 from ..errors import InputError, IntegrityError
 from ..format import layout
 from ..format.container import Container, crc32
+from ..format.records import TensorRecord
 from ..format.safetensors import from_array, to_array
-from ..format.schema import TensorRecord
 from ..quant.quantize import dequantize
 
 
@@ -37,15 +37,28 @@ class DecodedTensor:
         return to_array(self.data, self.record.dtype, self.record.shape)
 
 
-def tensor_symbols(frames: dict[int, np.ndarray], regions, matrix: tuple[int, int], shape: tuple[int, ...],
-                   arrangement: str, bit_depth: int = 8) -> np.ndarray:
+def tensor_symbols(
+    frames: dict[int, np.ndarray],
+    regions,
+    matrix: tuple[int, int],
+    shape: tuple[int, ...],
+    arrangement: str,
+    bit_depth: int = 8,
+) -> np.ndarray:
     """The symbols of one tensor, gathered from its regions of the decoded frames."""
     rows, cols = matrix
     return layout.from_matrix(layout.extract(frames, regions, rows, cols, bit_depth), shape, arrangement)
 
 
-def decode_tensors(archive: Container, names: list[str] | None = None, *, binary: str | None = None,
-                   jobs: int | None = None, progress: bool = False, hwaccel: str | None = None) -> Iterator[DecodedTensor]:
+def decode_tensors(
+    archive: Container,
+    names: list[str] | None = None,
+    *,
+    binary: str | None = None,
+    jobs: int | None = None,
+    progress: bool = False,
+    hwaccel: str | None = None,
+) -> Iterator[DecodedTensor]:
     """Every tensor of the file (or those named), in the file's order."""
     meta = archive.meta
     records = list(meta.tensors)
@@ -68,6 +81,7 @@ def decode_tensors(archive: Container, names: list[str] | None = None, *, binary
     if order and binary is None:
         binary = ffmpeg.find_ffmpeg()
     sizes = meta.uncoded_sizes()
+    scale_sizes = meta.scale_sizes()
     uncoded_blobs: dict[int, bytes] = {}
     scale_blobs: dict[int, bytes] = {}
     kept: dict[str, bytes] = {}
@@ -77,11 +91,18 @@ def decode_tensors(archive: Container, names: list[str] | None = None, *, binary
     def decode_frame(index: int) -> np.ndarray:
         frame = meta.frames[index]
         # The decoder follows the stream format, not the encoder: no encoder needs to exist here.
-        return ffmpeg.decode(archive.raw_blob(frame.blob), frame.container, frame.width, frame.height, binary,
-                             stream_decoder(frame.container, hwaccel), hwaccel=hwaccel, bit_depth=frame.bit_depth)[0]
+        return ffmpeg.decode(
+            archive.raw_blob(frame.blob),
+            frame.container,
+            frame.width,
+            frame.height,
+            binary,
+            stream_decoder(frame.container, hwaccel),
+            hwaccel=hwaccel,
+            bit_depth=frame.bit_depth,
+        )[0]
 
-    bar = tqdm(total=len(order), desc="decoding frames", unit="frame", disable=None if progress else True,
-               leave=False)
+    bar = tqdm(total=len(order), desc="decoding frames", unit="frame", disable=None if progress else True, leave=False)
     with ThreadPoolExecutor(max_workers=count) as pool:
         pending = {}
         submitted: set[int] = set()
@@ -112,33 +133,45 @@ def decode_tensors(archive: Container, names: list[str] | None = None, *, binary
                     if index not in decoded:
                         decoded[index] = pending.pop(index).result()
                         bar.update()
-                data = _coded_tensor(archive, record, decoded, scale_blobs)
+                data = _coded_tensor(archive, record, decoded, scale_blobs, scale_sizes)
                 for index in needed:
                     if last_use[index] <= position:
                         decoded.pop(index, None)
             else:
                 if record.blob not in uncoded_blobs:
                     uncoded_blobs[record.blob] = archive.blob(record.blob, sizes[record.blob])
-                raw = uncoded_blobs[record.blob][record.offset:record.offset + record.length]
-                data = raw if record.encoding == "exact" else from_array(
-                    to_array(raw, "float16", record.shape).astype(np.float32), record.dtype)
+                raw = uncoded_blobs[record.blob][record.offset : record.offset + record.length]
+                data = (
+                    raw
+                    if record.encoding == "exact"
+                    else from_array(to_array(raw, "float16", record.shape).astype(np.float32), record.dtype)
+                )
             if record.name in aliased:
                 kept[record.name] = data
             yield DecodedTensor(record, data)
     bar.close()
 
 
-def _coded_tensor(archive: Container, record: TensorRecord, frames: dict[int, np.ndarray],
-                  scale_blobs: dict[int, bytes]) -> bytes:
+def _coded_tensor(
+    archive: Container,
+    record: TensorRecord,
+    frames: dict[int, np.ndarray],
+    scale_blobs: dict[int, bytes],
+    scale_sizes: dict[int, int],
+) -> bytes:
     bit_depth = archive.meta.frames[record.regions[0].frame].bit_depth
     symbols = tensor_symbols(frames, record.regions, record.matrix, record.shape, record.arrangement, bit_depth)
     if crc32(np.ascontiguousarray(symbols).tobytes()) != record.symbols_crc32:
-        raise IntegrityError(f"{archive.source}: tensor {record.name!r} decoded to symbols that do not match the "
-                             f"stored checksum (corrupted file or non-conforming decoder)")
+        raise IntegrityError(
+            f"{archive.source}: tensor {record.name!r} decoded to symbols that do not match the "
+            f"stored checksum (corrupted file or non-conforming decoder)"
+        )
     scales_ref = record.quantizer.scales
     if scales_ref.blob not in scale_blobs:
-        scale_blobs[scales_ref.blob] = archive.blob(scales_ref.blob)
-    raw = scale_blobs[scales_ref.blob][scales_ref.offset:scales_ref.offset + 4 * scales_ref.count]
+        # The size the metadata implies bounds a compressed blob: without it, one that inflates to gigabytes
+        # would be read whole for a few scales.
+        scale_blobs[scales_ref.blob] = archive.blob(scales_ref.blob, scale_sizes[scales_ref.blob])
+    raw = scale_blobs[scales_ref.blob][scales_ref.offset : scales_ref.offset + 4 * scales_ref.count]
     if len(raw) != 4 * scales_ref.count:
         raise IntegrityError(f"{archive.source}: the scales of tensor {record.name!r} lie outside their blob")
     scales = np.frombuffer(raw, dtype="<f4")

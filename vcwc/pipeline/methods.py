@@ -16,6 +16,7 @@ import torch
 from ..io import ModelSource
 from ..models.build import Architecture, build_model
 from ..quant.correction import BiasCorrection
+from ..quant.inputs import CalibrationInputs, driver_for
 from ..quant.noise import noise_statistics
 
 
@@ -32,12 +33,20 @@ class Methods:
     def gptq_served(self) -> set[str]:
         return set(self.moments)
 
-    def observe(self, name: str, original: np.ndarray, reconstructed: np.ndarray) -> None:
-        """Take in one coded tensor as the decoder returns it: its output shift goes to its target."""
+    def observe(self, name: str):
+        """What takes in one coded tensor as the decoder returns it (its output shift goes to its target),
+        or None where there is nothing to correct."""
         if self.correction is None or name not in self.correction.targets:
-            return
-        self._shifts[name] = self.correction.shift(name, torch.from_numpy(np.array(original, dtype=np.float32)),
-                                                   torch.from_numpy(np.array(reconstructed, dtype=np.float32)))
+            return None
+
+        def shift(original: np.ndarray, reconstructed: np.ndarray) -> None:
+            self._shifts[name] = self.correction.shift(
+                name,
+                torch.from_numpy(np.array(original, dtype=np.float32)),
+                torch.from_numpy(np.array(reconstructed, dtype=np.float32)),
+            )
+
+        return shift
 
     def corrected(self, source: ModelSource) -> dict[str, torch.Tensor]:
         """New values of the tensors that absorb the coded weights' output shifts."""
@@ -47,27 +56,39 @@ class Methods:
         return self.correction.apply(targets, self._shifts)
 
 
-def prepare(source: ModelSource, coded: list[str], architecture: Architecture | None, rounding: str,
-            bias_correction: bool) -> Methods:
-    """Run the noise pass the methods need (none when neither is asked for)."""
+def prepare(
+    source: ModelSource,
+    coded: list[str],
+    architecture: Architecture | None,
+    rounding: str,
+    bias_correction: bool,
+    calibration: CalibrationInputs | None = None,
+) -> Methods:
+    """Run the pass of inputs the methods need (none when neither is asked for): real inputs where given
+    (`calibration`), else noise or random tokens (vcwc.quant.inputs)."""
     methods = Methods()
     if rounding != "gptq" and not bias_correction:
         return methods
     module = build_model(architecture, source.state_dict())
-    stats = noise_statistics(module, coded, architecture.input_shape, means=bias_correction,
-                             moments=rounding == "gptq")
+    driver = driver_for(module, architecture.input_shape, calibration)
+    methods.report["inputs"] = driver.describe()
+    stats = noise_statistics(module, coded, driver, means=bias_correction, moments=rounding == "gptq")
     if rounding == "gptq":
-        methods.moments = {name: moment for name, moment in stats.moments.items()
-                           if _fits(moment, source.shape(name))}
+        methods.moments = {name: moment for name, moment in stats.moments.items() if _fits(moment, source.shape(name))}
         methods.report["gptq_rounding"] = {
             "served": sorted(methods.moments, key=coded.index),
-            "nearest_instead": {name: stats.unserved.get(name, "its layer type keeps nearest rounding")
-                                for name in coded if name not in methods.moments}}
+            "nearest_instead": {
+                name: stats.unserved.get(name, "its layer type keeps nearest rounding")
+                for name in coded
+                if name not in methods.moments
+            },
+        }
     if bias_correction:
         methods.correction = BiasCorrection.from_statistics(stats, set(source.names), set(coded))
         methods.report["bias_correction"] = {
             "corrected": {name: target.tensor for name, target in methods.correction.targets.items()},
-            "uncorrected": dict(methods.correction.uncorrectable)}
+            "uncorrected": dict(methods.correction.uncorrectable),
+        }
     return methods
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..codecs.base import Codec, EncoderSettings
-from ..format.schema import PayloadRecord
+from ..format.records import PayloadRecord
 from ..io import ModelSource
 from ..quant.quantize import QuantConfig
 from ..recipe import Recipe, step_from_qp
@@ -32,8 +32,13 @@ class TensorPlan:
 
     @property
     def payload(self) -> PayloadRecord:
-        return PayloadRecord(self.codec.name, self.codec.standard, self.settings.lossless, self.settings.qp,
-                             self.settings.preset or self.codec.default_preset)
+        return PayloadRecord(
+            self.codec.name,
+            self.codec.standard,
+            self.settings.lossless,
+            self.settings.qp,
+            self.settings.preset or self.codec.default_preset,
+        )
 
 
 @dataclass
@@ -44,8 +49,9 @@ class Plan:
     chunks: list[list[str]] = field(default_factory=list)
 
 
-def make_plan(source: ModelSource, recipe: Recipe, codec: Codec, settings: EncoderSettings,
-              gptq_served: set[str] = frozenset()) -> Plan:
+def make_plan(
+    source: ModelSource, recipe: Recipe, codec: Codec, settings: EncoderSettings, gptq_served: set[str] = frozenset()
+) -> Plan:
     """The plan of a resolved recipe. `gptq_served` names the tensors that have input moments for gptq."""
     coded, uncoded, aliases = {}, [], {}
     for name in source.names:
@@ -57,8 +63,11 @@ def make_plan(source: ModelSource, recipe: Recipe, codec: Codec, settings: Encod
             continue
         step_qp = recipe.step_qp_for(name)
         rounding = "gptq" if recipe.rounding == "gptq" and name in gptq_served else "nearest"
-        quant = QuantConfig(recipe.quantizer.granularity, recipe.quantizer.bits,
-                            None if step_qp is None else step_from_qp(step_qp), rounding)
+        # Symbols wider than the codec's frames take are capped at its depth (coarser scales, never clipping).
+        bits = min(recipe.quantizer.bits, codec.max_bit_depth)
+        quant = QuantConfig(
+            recipe.quantizer.granularity, bits, None if step_qp is None else step_from_qp(step_qp), rounding
+        )
         qp = recipe.qp_for(name)
         tensor_settings = settings if qp == settings.qp else replace(settings, qp=qp)
         coded[name] = TensorPlan(name, codec, tensor_settings, quant, recipe.arrangement)

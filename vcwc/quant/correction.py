@@ -69,11 +69,15 @@ class BiasCorrection:
             updated[target.tensor] = (base.double() + target.sign * shifts[name]).to(targets[target.tensor].dtype)
         return updated
 
-    def corrected(self, original: dict[str, torch.Tensor],
-                  reconstructed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def corrected(
+        self, original: dict[str, torch.Tensor], reconstructed: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """New values of the absorbing tensors, for the coded weights as the decoder will see them."""
-        shifts = {name: self.shift(name, original[name], reconstructed[name])
-                  for name in self.targets if name in reconstructed}
+        shifts = {
+            name: self.shift(name, original[name], reconstructed[name])
+            for name in self.targets
+            if name in reconstructed
+        }
         return self.apply(original, shifts)
 
 
@@ -82,8 +86,9 @@ def output_shift(error: torch.Tensor, input_means: torch.Tensor, groups: int = 1
     per_input = error.reshape(error.shape[0], error.shape[1], -1).sum(dim=2) if error.dim() > 2 else error
     outputs, inputs_per_group = per_input.shape
     if input_means.numel() != inputs_per_group * groups:
-        raise InputError(f"bias correction: a layer with {inputs_per_group * groups} inputs saw "
-                         f"{input_means.numel()} input means")
+        raise InputError(
+            f"bias correction: a layer with {inputs_per_group * groups} inputs saw {input_means.numel()} input means"
+        )
     grouped = input_means.reshape(groups, inputs_per_group)
     owner = torch.arange(outputs) // (outputs // groups)
     return (per_input * grouped[owner]).sum(dim=1)

@@ -22,8 +22,8 @@ BLOCK = 128  # columns rounded together before their errors reach the rest (the 
 
 
 def gptq_levels(values: np.ndarray, scales: np.ndarray, max_level: int, moments: torch.Tensor) -> np.ndarray:
-    """int8 levels of `values` (the weight tensor, output channels first) on the grid `scales` (one, or
-    one per output channel), chosen by GPTQ against the input moments (groups, d, d)."""
+    """Integer levels (int8, or int16 beyond ±127) of `values` (the weight tensor, output channels first) on
+    the grid `scales` (one, or one per output channel), chosen by GPTQ against the input moments (groups, d, d)."""
     # Columns as rows (d, out): each step of the loop below then reads and updates contiguous memory.
     columns = np.array(values, dtype=np.float64).reshape(values.shape[0], -1).T.copy()
     steps = np.broadcast_to(scales.astype(np.float64), (values.shape[0],))
@@ -35,7 +35,7 @@ def gptq_levels(values: np.ndarray, scales: np.ndarray, max_level: int, moments:
         part = slice(group * rows, (group + 1) * rows)
         factor = _inverse_upper_factor(moments[group])
         levels[:, part] = _round_columns(columns[:, part], steps[part], max_level, factor)
-    return levels.T.reshape(values.shape).astype(np.int8)
+    return levels.T.reshape(values.shape).astype(np.int8 if max_level <= 127 else np.int16)
 
 
 def _inverse_upper_factor(moments: torch.Tensor) -> np.ndarray:

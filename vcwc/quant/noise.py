@@ -1,10 +1,12 @@
-"""Statistics of each layer's inputs from a pass of noise through the model: no data.
+"""Statistics of each layer's inputs from one pass of inputs through the model.
 
 The data-free methods need, for each coded layer, the mean of its inputs (bias correction) or their
-second moments E[x xᵀ] (gptq rounding). They come from fixed Gaussian noise run through the model
-with every BatchNorm normalizing by the batch's own statistics: each BatchNorm output then has exactly
-its stored mean (beta) and spread (gamma) per channel, as real inputs would give it, and the ReLUs,
-residual sums and pooling after it shape what each later layer sees. One pass collects everything.
+second moments E[x xᵀ] (gptq rounding). Without data they come from fixed Gaussian noise run through
+the model with every BatchNorm normalizing by the batch's own statistics: each BatchNorm output then has
+exactly its stored mean (beta) and spread (gamma) per channel, as real inputs would give it, and the
+ReLUs, residual sums and pooling after it shape what each later layer sees. A model that takes token
+ids gets random tokens instead, and real inputs may replace either (vcwc.quant.inputs). One pass collects
+everything.
 
 A coded tensor that is not the weight of a convolution or linear layer (an embedding table, an
 attention block's packed projection) gets no statistics; the methods leave it to nearest rounding and
@@ -13,7 +15,6 @@ no correction, and say so.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -21,14 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from .inputs import GaussianNoise
 
-SEED = 0  # the noise is fixed: the same model gives the same statistics
-# Input elements per noise batch: 32 images of 3x64x64. Larger inputs get smaller batches rather than
-# smaller images, so deep feature maps keep the size the model was built for.
-BATCH_ELEMENTS = 32 * 3 * 64 * 64
-MAX_BATCH = 32
-MIN_BATCH = 2
-BATCHES = 2
 # Patches kept per batch for a convolution's moments: enough for a stable estimate, bounded in memory.
 MAX_PATCHES = 1 << 16
 LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -46,8 +41,11 @@ class NoiseStatistics:
 
 def owning_layers(module: nn.Module, coded: list[str]) -> tuple[dict[str, nn.Module], dict[str, str]]:
     """The convolution or linear layer owning each coded weight, and why the others have none."""
-    owners = {f"{name}.weight" if name else "weight": layer for name, layer in module.named_modules()
-              if isinstance(layer, LAYER_TYPES)}
+    owners = {
+        f"{name}.weight" if name else "weight": layer
+        for name, layer in module.named_modules()
+        if isinstance(layer, LAYER_TYPES)
+    }
     kinds = {}
     for name, child in module.named_modules():
         for parameter_name, _ in child.named_parameters(recurse=False):
@@ -58,21 +56,21 @@ def owning_layers(module: nn.Module, coded: list[str]) -> tuple[dict[str, nn.Mod
             layers[name] = owners[name]
         else:
             owner = kinds.get(name)
-            unserved[name] = (f"a parameter of {owner}, not the weight of a convolution or linear layer" if owner
-                              else f"not a parameter of {type(module).__name__}")
+            unserved[name] = (
+                f"a parameter of {owner}, not the weight of a convolution or linear layer"
+                if owner
+                else f"not a parameter of {type(module).__name__}"
+            )
     return layers, unserved
 
 
-def noise_batch_size(input_shape: tuple[int, ...]) -> int:
-    return max(MIN_BATCH, min(MAX_BATCH, BATCH_ELEMENTS // max(1, math.prod(input_shape))))
-
-
-def noise_statistics(module: nn.Module, coded: list[str], input_shape: tuple[int, ...], *, means: bool = False,
-                     moments: bool = False, batches: int = BATCHES) -> NoiseStatistics:
-    """Input means and/or second moments of the layers owning the `coded` weights.
-
-    `input_shape` is one input, channels first, e.g. (3, 224, 224).
-    """
+def noise_statistics(
+    module: nn.Module, coded: list[str], driver, *, means: bool = False, moments: bool = False
+) -> NoiseStatistics:
+    """Input means and/or second moments of the layers owning the `coded` weights, over the batches of
+    `driver` (vcwc.quant.inputs), or of Gaussian noise when `driver` is one input's shape."""
+    if isinstance(driver, tuple):
+        driver = GaussianNoise(driver)
     layers, unserved = owning_layers(module, coded)
     stats = NoiseStatistics(layers, unserved)
     names = {id(layer): name for name, layer in layers.items()}
@@ -87,8 +85,11 @@ def noise_statistics(module: nn.Module, coded: list[str], input_shape: tuple[int
         x = inputs[0]
         if means:
             channels = x.shape[-1] if isinstance(layer, nn.Linear) else x.shape[1]
-            mean = (x.double().reshape(-1, channels).mean(dim=0) if isinstance(layer, nn.Linear)
-                    else x.double().mean(dim=[0, *range(2, x.dim())]))
+            mean = (
+                x.double().reshape(-1, channels).mean(dim=0)
+                if isinstance(layer, nn.Linear)
+                else x.double().mean(dim=[0, *range(2, x.dim())])
+            )
             mean_sums[name] = mean_sums.get(name, 0) + mean
         if moments and isinstance(layer, MOMENT_TYPES):
             patches = layer_patches(layer, x)  # (groups, n, d)
@@ -106,6 +107,7 @@ def noise_statistics(module: nn.Module, coded: list[str], input_shape: tuple[int
             tensor, producer = producer_of_output.get(id(inputs[0]), (None, None))
             if tensor is inputs[0]:
                 stats.batchnorm_after.setdefault(producer, name)
+
         return hook
 
     handles = []
@@ -115,7 +117,7 @@ def noise_statistics(module: nn.Module, coded: list[str], input_shape: tuple[int
     for name, layer in module.named_modules():
         if isinstance(layer, nn.modules.batchnorm._BatchNorm):
             handles.append(layer.register_forward_pre_hook(note_batchnorm(name)))
-    drive_with_noise(module, input_shape, handles, batches=batches)
+    batches = max(1, drive(module, driver, handles))
     for name in layers:
         if name not in mean_sums and name not in moment_sums:
             unserved[name] = "the forward pass never reached its layer"
@@ -125,32 +127,40 @@ def noise_statistics(module: nn.Module, coded: list[str], input_shape: tuple[int
     return stats
 
 
-def drive_with_noise(module: nn.Module, input_shape: tuple[int, ...], handles: list, *,
-                     batches: int = BATCHES) -> None:
-    """Run the fixed Gaussian noise through `module` with every BatchNorm normalizing by its batch.
+def drive(module: nn.Module, driver, handles: list) -> int:
+    """Run the driver's batches through `module` and return how many ran; noise drivers make every BatchNorm
+    normalize by its batch.
 
     The caller's hooks (`handles`) record what they need on the way; they are removed afterwards, with
     the BatchNorm hooks, and the module is left in the mode it was in.
     """
-    batch_size = noise_batch_size(input_shape)
-    handles = handles + [layer.register_forward_hook(_normalize_by_batch) for layer in module.modules()
-                         if isinstance(layer, nn.modules.batchnorm._BatchNorm)]
+    if driver.normalize_batchnorm:
+        handles = handles + [
+            layer.register_forward_hook(_normalize_by_batch)
+            for layer in module.modules()
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm)
+        ]
     was_training = module.training
     module.eval()
-    generator = torch.Generator().manual_seed(SEED)
+    count = 0
     try:
         with torch.no_grad():
-            for _ in range(batches):
-                noise = torch.randn(batch_size, *input_shape, generator=generator)
+            for batch in driver:
                 try:
-                    module(noise)
-                except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                    raise InputError(f"the forward pass of {type(module).__name__} failed on noise of shape "
-                                     f"{tuple(noise.shape)} ({str(exc).splitlines()[0][:200]})") from None
+                    module(*batch.args, **batch.kwargs)
+                except Exception as exc:  # the user's model: any failure is named, never a crash
+                    shapes = [tuple(t.shape) for t in (*batch.args, *batch.kwargs.values())]
+                    raise InputError(
+                        f"the forward pass of {type(module).__name__} failed on {driver.kind.replace('_', ' ')} "
+                        f"of shape {', '.join(map(str, shapes))} ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+                    ) from None
+                count += 1
     finally:
         for handle in handles:
             handle.remove()
         module.train(was_training)
+    return count
 
 
 def _normalize_by_batch(layer, inputs, output):

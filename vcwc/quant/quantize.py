@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import InputError
 
 BLOCK_ELEMENTS = 1 << 22
+MAX_BITS = 10  # the widest symbols a 10-bit frame holds: -511..511
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class QuantConfig:
     """How one tensor is quantized: symbol = round(w / scale), scale = max|w| / max_level.
 
     `per_channel` gives each output channel (dimension 0) its own scale. `bits=8` is int8 (max_level
-    127); fewer bits give fewer levels in the same container. `step` fixes the scale in weight units (as
+    127); fewer bits give fewer levels, more (up to 10: max_level 511) wider symbols, held as int16. `step` fixes the scale in weight units (as
     NNC's QP does), so that symbols are few and small; a tensor whose range would need more than
     `max_level` steps gets the coarser scale max|w| / max_level instead of being clipped.
     `rounding="gptq"` picks each weight's level on the same grid by error-compensating rounding
@@ -35,8 +36,8 @@ class QuantConfig:
     def __post_init__(self):
         if self.granularity not in ("per_tensor", "per_channel"):
             raise InputError(f"granularity must be 'per_tensor' or 'per_channel', got {self.granularity!r}")
-        if not 2 <= self.bits <= 8:
-            raise InputError(f"bits must be between 2 and 8, got {self.bits}")
+        if not 2 <= self.bits <= MAX_BITS:
+            raise InputError(f"bits must be between 2 and {MAX_BITS}, got {self.bits}")
         if self.step is not None and not (self.step > 0 and np.isfinite(self.step)):
             raise InputError(f"step must be a positive number, got {self.step}")
         if self.rounding not in ("nearest", "gptq"):
@@ -46,10 +47,14 @@ class QuantConfig:
     def max_level(self) -> int:
         return 2 ** (self.bits - 1) - 1
 
+    @property
+    def symbol_dtype(self):
+        return np.int8 if self.bits <= 8 else np.int16
+
 
 @dataclass(frozen=True)
 class Quantized:
-    symbols: np.ndarray  # int8, the tensor's shape
+    symbols: np.ndarray  # int8 (int16 above 8 bits), the tensor's shape
     scales: np.ndarray  # float32: one per tensor, or one per output channel
     config: QuantConfig
 
@@ -73,8 +78,9 @@ def scales_of(values: np.ndarray, config: QuantConfig) -> np.ndarray:
     if matrix.size == 0:
         peaks = np.zeros(matrix.shape[0] if config.granularity == "per_channel" else 1)
     else:
-        peaks = np.concatenate([np.abs(matrix[rows].astype(np.float64)).max(axis=1)
-                                for rows in _row_blocks(*matrix.shape)])
+        peaks = np.concatenate(
+            [np.abs(matrix[rows].astype(np.float64)).max(axis=1) for rows in _row_blocks(*matrix.shape)]
+        )
         if config.granularity != "per_channel" or values.ndim == 0:
             peaks = np.array([peaks.max()])
     scales = peaks / config.max_level
@@ -92,11 +98,11 @@ def quantize(values: np.ndarray, config: QuantConfig, name: str = "tensor", inpu
     if config.rounding == "gptq" and input_moments is not None and values.ndim >= 2:
         from .gptq import gptq_levels
 
-        return Quantized(gptq_levels(values.astype(np.float64), scales, config.max_level, input_moments),
-                         scales, config)
+        levels = gptq_levels(values.astype(np.float64), scales, config.max_level, input_moments)
+        return Quantized(levels.astype(config.symbol_dtype), scales, config)
     divisors = np.where(scales > 0, scales, 1.0).astype(np.float64)
     matrix = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
-    symbols = np.empty(matrix.shape, dtype=np.int8)
+    symbols = np.empty(matrix.shape, dtype=config.symbol_dtype)
     for rows in _row_blocks(*matrix.shape):
         divisor = divisors[rows, None] if len(divisors) > 1 else divisors[0]
         block = np.rint(matrix[rows].astype(np.float64) / divisor)

@@ -1,0 +1,140 @@
+"""The data-free methods on every kind of layer a real model has: never a crash; what a method cannot
+serve keeps nearest rounding or no correction, and the file says which and why."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import vcwc
+
+pytestmark = pytest.mark.slow  # real codecs end to end
+
+SMALLEST = vcwc.RECIPES["smallest"].with_changes(step_qp=-20)
+
+
+class TfSamePadding(nn.Module):
+    """Stride-2 stages down to a few pixels, then a ZeroPad2d before a depthwise 5x5: with the noise at a
+    capped 64 px this used to end in 'input with spatial size (4, 4), kernel_size=(5, 5)'."""
+
+    def __init__(self):
+        super().__init__()
+        layers, channels = [], 3
+        for width in (8, 16, 16, 32, 32):
+            layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+            channels = width
+        layers += [nn.ZeroPad2d(2), nn.Conv2d(32, 32, 5, groups=32, bias=False), nn.BatchNorm2d(32), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+class OddConvolutions(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dilated = nn.Conv2d(4, 8, 3, dilation=2, padding=2)
+        self.grouped = nn.Conv2d(8, 8, 3, groups=4, padding=1, padding_mode="reflect")
+        self.even_same = nn.Conv2d(8, 8, 4, padding="same", bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.line = nn.Conv1d(8, 8, 3, padding=1)
+        self.volume = nn.Conv3d(1, 2, 3, padding=1)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.even_same(self.grouped(F.relu(self.dilated(x))))))
+        sequence = self.line(x.mean(dim=2))  # (N, 8, W)
+        volume = self.volume(x[:, None, :4])  # (N, 2, 4, H, W)
+        return self.head(torch.cat([sequence.mean(dim=2), volume.mean(dim=(2, 3, 4)).repeat(1, 4)], dim=1))
+
+
+class TinyTransformer(nn.Module):
+    """Token ids in; an attention block with packed projections (no Linear layers), tied input and output."""
+
+    def __init__(self, vocabulary=200, width=32):
+        super().__init__()
+        self.embed = nn.Embedding(vocabulary, width)
+        self.attention = nn.MultiheadAttention(width, 4, batch_first=True)
+        self.norm = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 64), nn.GELU(), nn.Linear(64, width))
+        self.lm_head = nn.Linear(width, vocabulary, bias=False)
+        self.lm_head.weight = self.embed.weight
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        x = x + self.attention(x, x, x, need_weights=False)[0]
+        x = self.norm(x + self.mlp(x))
+        return self.lm_head(x)
+
+
+def compress_and_reload(model, **options):
+    torch.manual_seed(0)
+    for parameter in model.parameters():
+        parameter.data.normal_(0, 0.2)
+    compressed = vcwc.compress(model, SMALLEST, **options)
+    rebuilt = type(model)()
+    rebuilt.load_state_dict(vcwc.decompress(compressed.data), strict=True)
+    return compressed, rebuilt
+
+
+def test_depthwise_after_tf_padding_at_full_size():
+    compressed, _ = compress_and_reload(TfSamePadding().eval(), input_shape=(3, 224, 224))
+    methods = compressed.meta.methods
+    assert "features.16.weight" in methods["gptq_rounding"]["served"]  # the depthwise 5x5 after the pad
+    assert methods["inputs"]["shape"] == [2, 3, 224, 224]
+    assert methods["bias_correction"]["corrected"]["features.16.weight"] == "features.17.running_mean"
+
+
+def test_dilated_grouped_reflect_even_same_conv1d_conv3d():
+    compressed, _ = compress_and_reload(OddConvolutions().eval(), input_shape=(4, 12, 12))
+    gptq = compressed.meta.methods["gptq_rounding"]
+    assert {"dilated.weight", "grouped.weight", "even_same.weight", "line.weight", "head.weight"} <= set(gptq["served"])
+    assert "volume.weight" in gptq["nearest_instead"]  # Conv3d keeps nearest rounding, named
+    bias = compressed.meta.methods["bias_correction"]
+    assert (
+        bias["corrected"]["even_same.weight"] == "bn.running_mean"
+        and bias["corrected"]["volume.weight"] == "volume.bias"
+    )
+
+
+def test_tokens_attention_and_tied_weights():
+    model = TinyTransformer().eval()
+    compressed, rebuilt = compress_and_reload(model, input_shape=(16,))
+    records = {t.name: t for t in compressed.meta.tensors}
+    assert records["lm_head.weight"].storage == "alias" and records["lm_head.weight"].alias_of == "embed.weight"
+    assert rebuilt.lm_head.weight is rebuilt.embed.weight  # loading keeps the tie
+    methods = compressed.meta.methods
+    assert methods["inputs"]["kind"] == "random_tokens" and methods["inputs"]["vocabulary"] == 200
+    skipped = methods["gptq_rounding"]["nearest_instead"]
+    assert "MultiheadAttention" in skipped["attention.in_proj_weight"] and "Embedding" in skipped["embed.weight"]
+    assert {"mlp.0.weight", "mlp.2.weight"} <= set(methods["gptq_rounding"]["served"])
+    # MultiheadAttention uses its out_proj's weight without calling the layer: named, never a crash
+    assert "never reached" in skipped["attention.out_proj.weight"]
+    report = compressed.size_report()
+    assert report.coded_weights == sum(p.numel() for p in model.parameters() if p.dim() >= 2)  # tied: counted once
+
+
+def test_real_inputs_drive_the_methods_and_are_recorded(tmp_path):
+    model = TinyTransformer().eval()
+    ids = torch.randint(0, 200, (6, 12), generator=torch.Generator().manual_seed(1))
+    torch.save({"ids": ids}, tmp_path / "inputs.pt")
+    compressed, _ = compress_and_reload(model, calibration=tmp_path / "inputs.pt")
+    inputs = compressed.meta.methods["inputs"]
+    assert inputs["kind"] == "calibration_inputs" and inputs["inputs"] == 6 and inputs["file"].endswith("inputs.pt")
+
+
+def test_a_model_the_noise_cannot_drive_keeps_the_weight_only_recipe():
+    class NeedsTwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x, y):
+            return self.fc(x + y)
+
+    compressed = vcwc.compress(NeedsTwoInputs(), SMALLEST, input_shape=(8,))
+    assert compressed.recipe["rounding"] == "nearest" and compressed.recipe["bias_correction"] == "off"
+    assert any("left out" in note and "NeedsTwoInputs" in note for note in compressed.notes)
+    with pytest.raises(vcwc.InputError, match="forward pass of NeedsTwoInputs failed"):
+        vcwc.compress(NeedsTwoInputs(), SMALLEST.with_changes(rounding="gptq"), input_shape=(8,))
