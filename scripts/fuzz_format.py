@@ -109,7 +109,7 @@ def seed_recipes() -> list[tuple[str, object, bool]]:
     """(name, recipe, tied) of the files made fresh."""
     import vcwc
 
-    lossless = vcwc.RECIPES["lossless"]
+    lossless = vcwc.RECIPES["lossless"].with_changes(raw_fallback=False)  # video, as the seeds exercise it
     recipes = []
     for codec in ("x264", "x265", "aom", "svtav1"):
         for qp in (None, 30):
@@ -117,6 +117,7 @@ def seed_recipes() -> list[tuple[str, object, bool]]:
                 name = f"{codec}-{'lossless' if qp is None else f'qp{qp}'}-{granularity}"
                 recipes.append((name, lossless.with_changes(codec=codec, qp=qp, granularity=granularity), False))
     recipes.append(("smallest", vcwc.RECIPES["smallest"], False))
+    recipes.append(("fast-raw-symbols", vcwc.RECIPES["fast"], False))  # tensors stored as raw int8 symbols
     recipes.append(
         (
             "x264-tied-float16-kernel_blocks",

@@ -13,7 +13,7 @@ from vcwc.codecs import ffmpeg
 from vcwc.files import atomic_write
 from vcwc.format import container
 
-LOSSLESS = vcwc.RECIPES["lossless"]
+LOSSLESS = vcwc.RECIPES["lossless"].with_changes(raw_fallback=False)  # every coded tensor as video
 
 MODEL = {"fc.weight": torch.randn(16, 32), "fc.bias": torch.randn(16)}
 

@@ -16,7 +16,7 @@ from vcwc.recipe import step_from_qp
 
 pytestmark = pytest.mark.slow  # real codecs or models end to end
 
-LOSSLESS = vcwc.RECIPES["lossless"]
+LOSSLESS = vcwc.RECIPES["lossless"].with_changes(raw_fallback=False)  # every coded tensor as video
 
 
 @pytest.mark.parametrize("groups", [1, 2])

@@ -23,7 +23,7 @@ from vcwc.codecs import AUTO_ORDER, EncoderSettings, codec_names, ffmpeg, get_co
 from vcwc.codecs.bitstream import parse_stream
 from vcwc.codecs.custom import CustomCodec, parse_encoder_args
 
-LOSSLESS = vcwc.RECIPES["lossless"]
+LOSSLESS = vcwc.RECIPES["lossless"].with_changes(raw_fallback=False)  # every coded tensor as video
 
 HARDWARE = [name for name in codec_names() if get_codec(name).hardware]
 NAMED_DEVICES = {name.strip() for name in os.environ.get("VCWC_TEST_HW_ENCODERS", "").split(",") if name.strip()}

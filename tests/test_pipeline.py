@@ -1,5 +1,8 @@
 """End to end with the real ffmpeg: every software codec, real tensors."""
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
@@ -9,7 +12,7 @@ from vcwc.metrics import snr_db
 
 pytestmark = pytest.mark.slow  # real codecs or models end to end
 
-LOSSLESS = vcwc.RECIPES["lossless"]
+LOSSLESS = vcwc.RECIPES["lossless"].with_changes(raw_fallback=False)  # every coded tensor as video
 
 CODECS = ["x264", "x265", "aom", "svtav1"]
 
@@ -201,3 +204,22 @@ def test_symbols_wider_than_int8_go_to_10_bit_frames_bit_exactly(codec):
         assert torch.equal(decoded[name], torch.from_numpy(dequantize(q.symbols, q.scales))), name
     capped = vcwc.decompress(vcwc.compress(model, recipe.with_changes(bits=8)).data)
     assert (capped["outlier.weight"] - model["outlier.weight"]).abs().max() > vcwc.step_from_qp(-20)  # coarser scale
+
+
+def test_a_tensor_never_costs_more_than_its_raw_int8_symbols(models_dir, tmp_path):
+    from vcwc.codecs.streams import extract
+    from vcwc.format.container import Container
+
+    model = vcwc.load_model(models_dir / "digits_resnet.safetensors")
+    compressed = vcwc.compress(model, "fast")  # per-channel int8 fills the range: video costs more than raw
+    report = compressed.size_report()
+    coded = [t for t in report.tensors if t.storage == "video"]
+    assert all(t.bytes <= np.prod(t.shape) + 4 * t.shape[0] + 1e-9 for t in coded)  # raw int8 plus scales
+    assert report.raw_symbol_bytes > 0 and any(t.codec == "raw int8" for t in coded)
+    decoded = vcwc.decompress(compressed.data)
+    for name in (t.name for t in coded):
+        assert torch.equal(decoded[name], int8_reference(model.tensor(name), per_channel=True)), name
+    description = json.loads(extract(Container(compressed.data), tmp_path / "device").read_text())
+    raw = next(t for t in description["tensors"] if t["storage"] == "raw")
+    symbols = np.fromfile(tmp_path / "device" / raw["symbols"]["file"], dtype=np.int8)
+    assert symbols[raw["symbols"]["offset_bytes"] :].size >= raw["symbols"]["count"]

@@ -12,7 +12,7 @@ from vcwc.metrics import snr_db
 
 pytestmark = pytest.mark.slow  # real codecs or models end to end
 
-LOSSLESS = vcwc.RECIPES["lossless"]
+LOSSLESS = vcwc.RECIPES["lossless"].with_changes(raw_fallback=False)  # every coded tensor as video
 
 # profile -> (profile_idc, profile name, highest level_idc allowed)
 EXPECTED = {

@@ -16,7 +16,7 @@ from vcwc.format.container import Container
 
 pytestmark = pytest.mark.slow  # real codecs or models end to end
 
-LOSSLESS = vcwc.RECIPES["lossless"]
+LOSSLESS = vcwc.RECIPES["lossless"].with_changes(raw_fallback=False)  # every coded tensor as video
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def qp_from_step(step: float) -> float:
 def _check_type(name: str, value: Any, kind, optional: bool = False) -> None:
     if value is None and optional:
         return
-    if isinstance(value, bool) or not isinstance(value, kind):
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         kinds = kind if isinstance(kind, tuple) else (kind,)
         raise InputError(f"recipe {name} must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
 
@@ -216,6 +216,9 @@ class Recipe:
     arrangement: str = "rows"
     uncoded: str = "exact"  # how tensors that are not coded are stored: exactly, or float32 as float16
     overrides: tuple[TensorOverride, ...] = ()
+    # Store a tensor's symbols as raw int8 where its video stream would cost more (named recipes do);
+    # off, every coded tensor is video, as codec comparisons want.
+    raw_fallback: bool = False
     version: int = RECIPE_VERSION
 
     def __post_init__(self):
@@ -226,6 +229,7 @@ class Recipe:
         _check_choice("bias_correction", self.bias_correction, SWITCHES)
         _check_choice("arrangement", self.arrangement, ARRANGEMENTS)
         _check_choice("uncoded", self.uncoded, UNCODED_STORAGE)
+        _check_type("raw_fallback", self.raw_fallback, bool)
         object.__setattr__(self, "overrides", tuple(self.overrides))
 
     @property
@@ -296,18 +300,7 @@ class Recipe:
     def from_dict(cls, data: dict, source: str = "recipe") -> Recipe:
         if not isinstance(data, dict):
             raise InputError(f"{source}: a recipe is an object of settings")
-        known = {
-            "name",
-            "version",
-            "codec",
-            "quantizer",
-            "rounding",
-            "bias_correction",
-            "selection",
-            "arrangement",
-            "uncoded",
-            "overrides",
-        }
+        known = set(cls.__dataclass_fields__)
         _no_unknown(source, data, known, "")
         values = dict(data)
         try:
@@ -363,11 +356,18 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "lossless": Recipe("lossless"),
+    "lossless": Recipe("lossless", raw_fallback=True),
     "smallest": Recipe(
-        "smallest", CodecSettings("x264"), QuantizerSettings(step_qp=-16), rounding="auto", bias_correction="auto"
+        "smallest",
+        CodecSettings("x264"),
+        QuantizerSettings(step_qp=-16),
+        rounding="auto",
+        bias_correction="auto",
+        raw_fallback=True,
     ),
-    "fast": Recipe("fast", CodecSettings("x264", preset="ultrafast"), QuantizerSettings("per_channel")),
+    "fast": Recipe(
+        "fast", CodecSettings("x264", preset="ultrafast"), QuantizerSettings("per_channel"), raw_fallback=True
+    ),
 }
 
 

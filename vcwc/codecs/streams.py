@@ -24,6 +24,7 @@ EXTENSIONS = {"h264": "h264", "hevc": "hevc", "obu": "obu"}
 DESCRIPTION_FILE = "streams.json"
 SCALES_FILE = "scales.f32"
 UNCODED_FILE = "uncoded.safetensors"
+RAW_FILE = "raw_symbols.i8"  # tensors whose video stream would have cost more than their raw int8 symbols
 
 
 def describe_streams(archive: Container) -> list[dict]:
@@ -95,9 +96,33 @@ def _write_contents(archive: Container, folder: Path) -> None:
         name = f"frame_{stream['frame']:0{width}d}.{EXTENSIONS[frame.container]}"
         (folder / name).write_bytes(archive.raw_blob(frame.blob))
         stream["file"] = name
-    tensors, scale_blobs = [], set()
+    tensors, scale_blobs, raw_symbols = [], set(), bytearray()
     for record in meta.tensors:
-        if record.coded:
+        if record.coded and record.payload.type == "raw":
+            scales = record.quantizer.scales
+            scale_blobs.add(scales.blob)
+            data = archive.raw_blob(record.payload.blob)[
+                record.payload.offset : record.payload.offset + record.elements
+            ]
+            tensors.append(
+                {
+                    "name": record.name,
+                    "storage": "raw",
+                    "shape": list(record.shape),
+                    "dtype": record.dtype,
+                    "granularity": record.quantizer.granularity,
+                    "symbols": {
+                        "file": RAW_FILE,
+                        "offset_bytes": len(raw_symbols),
+                        "count": record.elements,
+                        "dtype": "int8",
+                    },
+                    "scales": {"file": SCALES_FILE, "offset_bytes": scales.offset, "count": scales.count},
+                    "symbols_crc32": record.symbols_crc32,
+                }
+            )
+            raw_symbols += data
+        elif record.coded:
             scales = record.quantizer.scales
             scale_blobs.add(scales.blob)
             bits = max(meta.frames[r.frame].bit_depth for r in record.regions)
@@ -137,6 +162,8 @@ def _write_contents(archive: Container, folder: Path) -> None:
                     "stored_dtype": stored,
                 }
             )
+    if raw_symbols:
+        (folder / RAW_FILE).write_bytes(bytes(raw_symbols))
     if len(scale_blobs) > 1:
         raise FormatError(f"{archive.source}: scales are spread over several blobs; extract expects one")
     if scale_blobs:
@@ -168,7 +195,8 @@ def _write_contents(archive: Container, folder: Path) -> None:
         "(per_channel). The matrix is the tensor reshaped to (shape[0], -1) for 'rows'; for "
         "'kernel_blocks' a (out, in, k, k) kernel is laid out as (out*k, in*k) blocks. Tensors with "
         "storage 'uncoded' are in the safetensors file as stored (stored_dtype; cast to dtype); a tensor with "
-        "storage 'alias' is the tensor alias_of again (tied weights).",
+        "storage 'alias' is the tensor alias_of again (tied weights); one with storage 'raw' has its int8 symbols in "
+        "the raw symbols file (row-major in the tensor's shape) instead of a video stream.",
         "streams": streams,
         "tensors": tensors,
     }

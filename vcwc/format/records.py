@@ -28,7 +28,7 @@ FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
 STREAM_FORMATS = ("h264", "hevc", "obu")
 # Luma sample formats of coded frames: 8-bit symbols are stored as s + 128, 10-bit ones as s + 512.
 PIXEL_FORMATS = {"yuv420p": 8, "yuv420p10le": 10}
-BLOB_KINDS = ("video", "quantizer", "uncoded")
+BLOB_KINDS = ("video", "quantizer", "uncoded", "symbols")
 COMPRESSIONS = ("none", "zstd")
 UNCODED_ENCODINGS = ("exact", "float16")
 GRANULARITIES = ("per_tensor", "per_channel")
@@ -129,15 +129,20 @@ class QuantizerRecord:
 
 @dataclass(frozen=True)
 class PayloadRecord:
+    """How a coded tensor's symbols are stored: `video` (in frames, at its regions) or `raw` (int8 bytes in
+    a `symbols` blob, where the video stream would cost more than the raw symbols)."""
+
     codec: str
     standard: str
     lossless: bool
     qp: int | None
     preset: str | None
     type: str = "video"
+    blob: int | None = None  # raw payloads: the symbols blob and the byte offset in it
+    offset: int = 0
 
     def to_dict(self) -> dict:
-        return {
+        record = {
             "type": self.type,
             "codec": self.codec,
             "standard": self.standard,
@@ -145,6 +150,9 @@ class PayloadRecord:
             "qp": self.qp,
             "preset": self.preset,
         }
+        if self.type == "raw":
+            record.update(blob=self.blob, offset=self.offset)
+        return record
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ class SizeReport:
     header_bytes: int  # 16-byte header + metadata (names, shapes, settings, regions, checksums)
     video_bytes: int  # coded weights: the video streams
     quantizer_bytes: int  # coded weights' side information: scales
+    raw_symbol_bytes: int  # coded weights stored as raw int8 symbols, where video would have cost more
     uncoded_bytes: int  # tensors stored as they came (biases, BatchNorm, buffers), zstd-compressed
     coded_weights: int
     uncoded_elements: int
@@ -38,11 +39,11 @@ class SizeReport:
 
     @property
     def coded_bytes(self) -> int:
-        return self.video_bytes + self.quantizer_bytes
+        return self.video_bytes + self.quantizer_bytes + self.raw_symbol_bytes
 
     @property
     def bits_per_weight(self) -> float:
-        """Video streams plus scales, per coded weight (metadata reported separately)."""
+        """Video streams (and raw symbols) plus scales, per coded weight (metadata reported separately)."""
         return 8.0 * self.coded_bytes / self.coded_weights if self.coded_weights else float("nan")
 
     @property
@@ -78,6 +79,8 @@ def size_report(meta: Metadata, file_bytes: int, header_bytes: int) -> SizeRepor
                 meta.blobs[meta.frames[r.frame].blob].length * r.width * r.height / frame_area[r.frame]
                 for r in record.regions
             )
+            if record.payload.type == "raw":
+                share += elements
             share += 4 * record.quantizer.scales.count
             tensors.append(
                 TensorSize(
@@ -85,7 +88,7 @@ def size_report(meta: Metadata, file_bytes: int, header_bytes: int) -> SizeRepor
                     list(record.shape),
                     record.dtype,
                     "video",
-                    record.payload.codec,
+                    record.payload.codec if record.payload.type == "video" else "raw int8",
                     record.payload.qp,
                     record.quantizer.granularity,
                     share,
@@ -119,6 +122,7 @@ def size_report(meta: Metadata, file_bytes: int, header_bytes: int) -> SizeRepor
         header_bytes=header_bytes,
         video_bytes=blob_bytes["video"],
         quantizer_bytes=blob_bytes["quantizer"],
+        raw_symbol_bytes=blob_bytes["symbols"],
         uncoded_bytes=blob_bytes["uncoded"],
         coded_weights=coded_weights,
         uncoded_elements=uncoded_elements,

@@ -189,13 +189,23 @@ def _tensor(fields: Fields, blobs, frames) -> TensorRecord:
             f"{arrangement} ({list(matrix_shape(shape, arrangement))})",
         )
     payload = fields.child("payload")
+    kind = payload.text("type", ("video", "raw"))
+    raw_blob = raw_offset = None
+    if kind == "raw":
+        raw_blob = _blob_index(payload, "blob", blobs, "symbols")
+        raw_offset = payload.integer("offset")
+        needed = math.prod(shape) * (1 if quantizer.bits <= 8 else 2)
+        if blobs[raw_blob].compression != "none" or raw_offset + needed > blobs[raw_blob].length:
+            raise payload.error("offset", f"{needed} bytes of symbols do not fit in blob {raw_blob}")
     payload_record = PayloadRecord(
         payload.text("codec"),
         payload.text("standard"),
         payload.flag("lossless"),
         payload.integer("qp", minimum=-(1 << 20), nullable=True),
         payload.text("preset", nullable=True, optional=True),
-        payload.text("type", ("video",)),
+        kind,
+        raw_blob,
+        raw_offset or 0,
     )
     regions = []
     for index, entry in enumerate(fields.items("regions")):
@@ -212,8 +222,8 @@ def _tensor(fields: Fields, blobs, frames) -> TensorRecord:
                 )
             )
         )
-    if not regions:
-        raise fields.error("regions", "a coded tensor needs at least one region")
+    if (kind == "video") != bool(regions):
+        raise fields.error("regions", "a video payload needs regions, a raw one none")
     return TensorRecord(
         name,
         dtype,
@@ -259,7 +269,7 @@ def _check_regions(tensors: tuple[TensorRecord, ...], frames: tuple[FrameRecord,
     """Regions lie inside their frame and matrix, tile the matrix exactly, and never overlap in a frame."""
     by_frame: dict[int, list[tuple[int, int, int, int, str]]] = {}
     for record in tensors:
-        if not record.coded:
+        if not record.coded or record.payload.type == "raw":
             continue
         rows, cols = record.matrix
         area = 0

@@ -9,6 +9,7 @@ corrupted file or a non-conforming decoder, and it is an error.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -159,8 +160,11 @@ def _coded_tensor(
     scale_blobs: dict[int, bytes],
     scale_sizes: dict[int, int],
 ) -> bytes:
-    bit_depth = archive.meta.frames[record.regions[0].frame].bit_depth
-    symbols = tensor_symbols(frames, record.regions, record.matrix, record.shape, record.arrangement, bit_depth)
+    if record.payload.type == "raw":
+        symbols = raw_symbols(archive, record)
+    else:
+        bit_depth = archive.meta.frames[record.regions[0].frame].bit_depth
+        symbols = tensor_symbols(frames, record.regions, record.matrix, record.shape, record.arrangement, bit_depth)
     if crc32(np.ascontiguousarray(symbols).tobytes()) != record.symbols_crc32:
         raise IntegrityError(
             f"{archive.source}: tensor {record.name!r} decoded to symbols that do not match the "
@@ -176,3 +180,10 @@ def _coded_tensor(
         raise IntegrityError(f"{archive.source}: the scales of tensor {record.name!r} lie outside their blob")
     scales = np.frombuffer(raw, dtype="<f4")
     return from_array(dequantize(symbols, scales), record.dtype)
+
+
+def raw_symbols(archive: Container, record: TensorRecord) -> np.ndarray:
+    """The int8 symbols of a tensor stored raw (where video would have cost more)."""
+    count = math.prod(record.shape)
+    data = archive.raw_blob(record.payload.blob)[record.payload.offset : record.payload.offset + count]
+    return np.frombuffer(data, dtype=np.int8).reshape(record.shape)

@@ -13,7 +13,7 @@ import math
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import zstandard
@@ -62,68 +62,113 @@ def encode_tensors(
 ) -> Encoded:
     """Encode every coded tensor of `plan`. `on_decoded(name)` may return a function that is then given
     (original, reconstructed) of that tensor as the decoder will return it (for the bias correction), in the
-    model's order; returning None spares building the reconstruction."""
+    model's order; returning None spares building the reconstruction.
+
+    With `plan.raw_fallback`, a tensor whose share of the video streams would cost more than its symbols as
+    raw int8 bytes is stored raw instead (symbols wider than int8 are first requantized to int8), and the
+    rest of its chunk is encoded again without it: no coded tensor costs more than raw int8 plus its scales.
+    """
     result = Encoded()
+    total = sum(math.prod(source.shape(n)) for n in plan.coded)
     bar = tqdm(
-        total=sum(math.prod(source.shape(n)) for n in plan.coded),
-        desc="encoding",
-        unit="weight",
-        unit_scale=True,
-        disable=None if progress else True,
-        leave=False,
+        total=total, desc="encoding", unit="weight", unit_scale=True, disable=None if progress else True, leave=False
     )
+
+    def quantized_of(name: str) -> Quantized:
+        return quantize(source.array(name), plan.coded[name].quant, name, (moments or {}).get(name))
+
     with ThreadPoolExecutor(max_workers=workers(jobs)) as pool:
         for names in plan.chunks:
-            quantized = dict(
-                zip(
-                    names,
-                    pool.map(
-                        lambda name: quantize(
-                            source.array(name), plan.coded[name].quant, name, (moments or {}).get(name)
-                        ),
-                        names,
-                    ),
+            quantized = dict(zip(names, pool.map(quantized_of, names)))
+            chunk = _encode_frames(plan, names, quantized, binary, pool, len(result.frames))
+            raw = [n for n in names if plan.raw_fallback and chunk.share(n) > math.prod(quantized[n].symbols.shape)]
+            if raw:
+                for name in raw:
+                    if quantized[name].symbols.dtype != np.int8:
+                        quantized[name] = quantize(source.array(name), replace(plan.coded[name].quant, bits=8), name)
+                chunk = _encode_frames(
+                    plan, [n for n in names if n not in raw], quantized, binary, pool, len(result.frames)
                 )
-            )
-            _encode_chunk(source, plan, names, quantized, result, writer, binary, pool, on_decoded)
+            decoded_frames = _write_frames(chunk, writer, result)
+            for name in names:
+                if name in raw:
+                    symbols = quantized[name].symbols
+                    blob = writer.add("symbols", np.ascontiguousarray(symbols).tobytes())
+                    payload = replace(plan.coded[name].payload, type="raw", blob=blob, offset=0)
+                    _finish_tensor(source, plan.coded[name], quantized[name], payload, (), symbols, result, on_decoded)
+                    continue
+                tensor_plan, q = plan.coded[name], quantized[name]
+                matrix = layout.matrix_shape(q.symbols.shape, tensor_plan.arrangement)
+                # As the decoder will hold them: int8 from 8-bit frames, int16 from 10-bit ones (the checksum's bytes).
+                decoded = tensor_symbols(
+                    decoded_frames,
+                    chunk.regions[name],
+                    matrix,
+                    q.symbols.shape,
+                    tensor_plan.arrangement,
+                    bit_depth(q.symbols),
+                )
+                if tensor_plan.settings.lossless and not np.array_equal(decoded, q.symbols):
+                    codec = tensor_plan.codec
+                    hint = f" ({codec.lossless_failure_hint})" if codec.lossless_failure_hint else ""
+                    raise CodecError(
+                        f"{codec.name} did not return tensor {name!r} bit-exactly in lossless mode; "
+                        f"this encoder or ffmpeg build cannot be trusted for lossless coding{hint}"
+                    )
+                _finish_tensor(
+                    source, tensor_plan, q, tensor_plan.payload, chunk.regions[name], decoded, result, on_decoded
+                )
             bar.update(sum(math.prod(source.shape(n)) for n in names))
-            del quantized
     bar.close()
     return result
 
 
-def _encode_chunk(
-    source,
-    plan: Plan,
-    names: list[str],
-    quantized: dict[str, Quantized],
-    result: Encoded,
-    writer: ContainerWriter,
-    binary: str,
-    pool,
-    on_decoded,
-) -> None:
+@dataclass
+class ChunkFrames:
+    """A chunk's frames, encoded and decoded again, and where each tensor sits in them."""
+
+    frames: list[tuple]  # (plan, (width, height), bit depth, encode job, stream bytes, decoded luma)
+    regions: dict[str, list[layout.Region]]
+    first_frame: int
+
+    def share(self, name: str) -> float:
+        """A tensor's bytes: each frame's stream shared among its tensors by the pixels they cover."""
+        if name not in self.regions:
+            return 0.0
+        covered: dict[int, int] = defaultdict(int)
+        for regions in self.regions.values():
+            for r in regions:
+                covered[r.frame] += r.width * r.height
+        return sum(
+            len(self.frames[r.frame - self.first_frame][4]) * r.width * r.height / covered[r.frame]
+            for r in self.regions[name]
+        )
+
+
+def _encode_frames(
+    plan: Plan, names: list[str], quantized: dict[str, Quantized], binary: str, pool, first_frame: int
+) -> ChunkFrames:
+    """Pack the tensors into frames with those that share their settings and bit depth; encode and decode
+    every frame, `jobs` at a time."""
     groups: dict[tuple, list[str]] = defaultdict(list)
     for name in names:
         groups[(*plan.coded[name].frame_key, bit_depth(quantized[name].symbols))].append(name)
     matrices = {name: layout.as_matrix(quantized[name].symbols, plan.coded[name].arrangement) for name in names}
     tasks, regions_of = [], {}
     for key, members in groups.items():
-        depth = key[-1]
-        tensor_plan = plan.coded[members[0]]
+        tensor_plan, depth = plan.coded[members[0]], key[-1]
         codec = tensor_plan.codec
         limits = layout.FrameLimits(codec.block_size, codec.min_size, codec.max_width, codec.max_height)
         packing = layout.pack([matrices[name].shape for name in members], limits)
-        first_frame = len(result.frames) + len(tasks)
+        start = first_frame + len(tasks)
         placed: list[list] = [[] for _ in packing.frame_sizes]
         for name, regions in zip(members, packing.regions):
             regions_of[name] = [
-                layout.Region(first_frame + r.frame, r.x, r.y, r.row, r.col, r.width, r.height) for r in regions
+                layout.Region(start + r.frame, r.x, r.y, r.row, r.col, r.width, r.height) for r in regions
             ]
             for r in regions:
                 placed[r.frame].append((matrices[name], r))
-        for size, items in zip(packing.frame_sizes, placed):
-            tasks.append((tensor_plan, size, items, depth))
+        tasks += [(tensor_plan, size, items, depth) for size, items in zip(packing.frame_sizes, placed)]
 
     def encode_and_decode(task):
         tensor_plan, (width, height), items, depth = task
@@ -132,68 +177,61 @@ def _encode_chunk(
         job = codec.job(width, height, settings, depth)
         data = ffmpeg.encode(job, luma[None], binary)
         decoded = ffmpeg.decode(data, codec.container, width, height, binary, codec.decoder, bit_depth=depth)
-        return job, data, decoded[0]
+        return tensor_plan, (width, height), depth, job, data, decoded[0]
 
-    decoded_frames, base = {}, len(result.frames)
-    for offset, (job, data, decoded) in enumerate(pool.map(encode_and_decode, tasks)):
-        tensor_plan, (width, height), _, depth = tasks[offset]
-        blob = writer.add("video", data)
+    return ChunkFrames(list(pool.map(encode_and_decode, tasks)), regions_of, first_frame)
+
+
+def _write_frames(chunk: ChunkFrames, writer: ContainerWriter, result: Encoded) -> dict[int, np.ndarray]:
+    """Write the chunk's streams in frame order; their decoded luma planes by frame index."""
+    decoded = {}
+    for offset, (tensor_plan, (width, height), _, job, data, luma) in enumerate(chunk.frames):
+        settings = tensor_plan.settings
         result.frames.append(
             FrameRecord(
-                blob,
+                writer.add("video", data),
                 tensor_plan.codec.name,
                 tensor_plan.codec.container,
                 width,
                 height,
-                tensor_plan.settings.lossless,
-                tensor_plan.settings.qp,
+                settings.lossless,
+                settings.qp,
                 dict(job.output_options),
                 job.pixel_format,
             )
         )
-        decoded_frames[base + offset] = decoded
-    for name in names:
-        _finish_tensor(source, plan.coded[name], quantized[name], regions_of[name], decoded_frames, result, on_decoded)
+        decoded[chunk.first_frame + offset] = luma
+    return decoded
 
 
 def _finish_tensor(
     source: ModelSource,
     tensor_plan: TensorPlan,
     q: Quantized,
-    regions: list,
-    decoded_frames,
+    payload,
+    regions,
+    decoded: np.ndarray,
     result: Encoded,
     on_decoded,
 ) -> None:
+    """The record of one coded tensor, from the symbols the decoder will return."""
     name = tensor_plan.name
-    shape = tuple(q.symbols.shape)
-    matrix = layout.matrix_shape(shape, tensor_plan.arrangement)
-    # As the decoder will hold them: int8 from 8-bit frames, int16 from 10-bit ones (the checksum's bytes).
-    decoded = tensor_symbols(decoded_frames, regions, matrix, shape, tensor_plan.arrangement, bit_depth(q.symbols))
-    if tensor_plan.settings.lossless and not np.array_equal(decoded, q.symbols):
-        hint = f" ({tensor_plan.codec.lossless_failure_hint})" if tensor_plan.codec.lossless_failure_hint else ""
-        raise CodecError(
-            f"{tensor_plan.codec.name} did not return tensor {name!r} bit-exactly in lossless mode; "
-            f"this encoder or ffmpeg build cannot be trusted for lossless coding{hint}"
-        )
     original = source.array(name)
     if on_decoded is not None and on_decoded(name) is not None:
         on_decoded(name)(original, dequantize(decoded, q.scales))
     snr, largest = reconstruction_error(original, decoded, q.scales)
     scales = ScalesRef(-1, len(result.scale_bytes), len(q.scales))
     result.scale_bytes += q.scales.astype("<f4").tobytes()
-    rounding = "gptq" if tensor_plan.quant.rounding == "gptq" else None
+    rounding = "gptq" if q.config.rounding == "gptq" else None
     result.records[name] = TensorRecord(
         name,
         source.dtype(name),
-        shape,
+        tuple(q.symbols.shape),
         "video",
-        quantizer=QuantizerRecord(
-            tensor_plan.quant.granularity, tensor_plan.quant.bits, tensor_plan.quant.max_level, scales, rounding
-        ),
+        quantizer=QuantizerRecord(q.config.granularity, q.config.bits, q.config.max_level, scales, rounding),
         arrangement=tensor_plan.arrangement,
-        matrix=matrix,
-        payload=tensor_plan.payload,
+        matrix=layout.matrix_shape(q.symbols.shape, tensor_plan.arrangement),
+        payload=payload,
         regions=tuple(regions),
         symbols_crc32=crc32(np.ascontiguousarray(decoded).tobytes()),
         snr_db=json_float(snr),

@@ -47,6 +47,7 @@ class Plan:
     uncoded: list[str]
     aliases: dict[str, str]  # tied tensor -> the earlier tensor it repeats
     chunks: list[list[str]] = field(default_factory=list)
+    raw_fallback: bool = False  # a tensor whose video would cost more than raw int8 is stored raw
 
 
 def make_plan(
@@ -78,7 +79,7 @@ def make_plan(
             uncoded.append(name)
     position = {name: index for index, name in enumerate(source.names)}
     uncoded.sort(key=position.__getitem__)
-    return Plan(coded, uncoded, aliases, chunk(source, list(coded)))
+    return Plan(coded, uncoded, aliases, chunk(source, list(coded)), recipe.raw_fallback)
 
 
 def chunk(source: ModelSource, names: list[str], budget: int = CHUNK_WEIGHTS) -> list[list[str]]:
