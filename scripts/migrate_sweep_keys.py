@@ -1,10 +1,11 @@
-"""Move a sweep folder's point records to the recipe-based keys, without rerunning anything.
+"""Move a sweep folder's point records to their current keys, without rerunning anything.
 
-Records written before recipes were keyed by a hash of (model, method, granularity, QP, options). Now a
-codec point's key hashes its recipe (vcwc.bench.sweep.Point.settings). This reads each record's old
-settings, rebuilds the point they describe, and renames the record to its new key with the new settings;
-the measured fields are kept as they are. Then the folder's tables and plots are rebuilt from the records.
-Run once per folder; records already under their new key are left alone.
+Records written before recipes were keyed by a hash of (model, method, granularity, QP, options); now a
+codec point's key hashes its recipe (vcwc.bench.sweep.Point.settings), so a recipe that gains a setting
+changes every key. This reads each record's settings (old style, or a recipe that lacks newer settings,
+which take their defaults: what the point ran with), rebuilds the point, and renames the record to its key
+with the current settings; the measured fields are kept as they are. Then the folder's tables and plots
+are rebuilt from the records. Records already under their current key are left alone.
 
     python scripts/migrate_sweep_keys.py results/cifar10 results/mobile
 """
@@ -19,6 +20,7 @@ from vcwc.bench.names import BASELINES
 from vcwc.bench.sweep import POINTS_FOLDER, ModelSpec, Point, point_key, sweep_recipe
 from vcwc.bench.sweep_report import write_report
 from vcwc.files import atomic_write
+from vcwc.recipe import Recipe
 
 
 def point_of(settings: dict) -> tuple[Point, str]:
@@ -26,9 +28,11 @@ def point_of(settings: dict) -> tuple[Point, str]:
     model = dict(settings["model"])
     digest = model.pop("sha256")
     spec = ModelSpec(**model)
+    limit = settings["eval_limit"]
     if "recipe" in settings:
-        raise ValueError("already migrated")
-    method, limit = settings["method"], settings["eval_limit"]
+        recipe = Recipe.from_dict(settings["recipe"])
+        return Point(spec, recipe.codec.name, recipe, eval_limit=limit), digest
+    method = settings["method"]
     if method in BASELINES:
         return Point(spec, method, eval_limit=limit), digest
     if method == "nncodec":
@@ -43,15 +47,14 @@ def migrate(folder: Path) -> int:
     moved = 0
     for path in sorted((folder / POINTS_FOLDER).glob("*.json")):
         record = json.loads(path.read_text())
-        try:
-            point, digest = point_of(record["settings"])
-        except ValueError:
-            continue
+        point, digest = point_of(record["settings"])
         settings = point.settings(digest)
         key = point_key(settings)
         record.update(key=key, settings=settings)
         if point.recipe is not None:
             record["recipe"] = point.recipe.to_dict()
+        if path.name == f"{key}.json" and record == json.loads(path.read_text()):
+            continue
         atomic_write(path.with_name(f"{key}.json"), json.dumps(record, indent=1).encode(), force=True)
         if path.name != f"{key}.json":
             path.unlink()
