@@ -1,0 +1,252 @@
+"""The generality suite: real pretrained models outside CIFAR, compressed with the commands users run.
+
+For each model of scripts/suite_models.py (an ImageNet CNN with depthwise convolutions, a transformer
+sentence embedder, a causal language model), over a ladder of step QPs:
+
+    vcwc compress MODEL -o OUT.vcwc --recipe smallest --step-qp=Q [--arch ARCH --input-shape SHAPE] --json
+    vcwc decompress OUT.vcwc -o RECON.safetensors
+
+then the task measure on real data. Beside it, on the same tensors (every float tensor of 2+ dimensions)
+and in the same accounting: NNCodec 2.1.3 at QPs in steps of 1 (scripts/setup_nncodec.sh), and int8 per
+output channel + zstd -19. Each point is one JSON record in results/generality/points/ (a rerun skips
+finished points); then the table (the smallest file meeting each model's bar, and the ratios the issue
+asks for) and a plot are written. The suite's models come from scripts/prepare_models.py.
+
+    python scripts/generality.py [--models NAME ...] [--no-arch] [--out results/generality]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import zstandard
+from common import REPO_ROOT, RESULTS
+from suite_models import SUITE, SuiteModel, read_state
+
+from vcwc.errors import NNCodecUnavailable
+from vcwc.files import atomic_write
+from vcwc.quant.quantize import QuantConfig, dequantize, quantize
+
+# Step QPs of the smallest recipe, and NNCodec's QPs, per model: from inside each bar to past it.
+STEP_QPS = {"mobilenet_v2": range(-26, -15), "all-mpnet-base-v2": range(-30, -19), "smollm2-135m": range(-30, -19)}
+NNCODEC_QPS = {"mobilenet_v2": range(-32, -23), "all-mpnet-base-v2": range(-34, -27), "smollm2-135m": range(-34, -25)}
+
+
+def coded_names(state: dict[str, torch.Tensor]) -> list[str]:
+    return [n for n, t in state.items() if t.is_floating_point() and t.dim() >= 2 and t.numel()]
+
+
+class Suite:
+    def __init__(self, model: SuiteModel, out: Path):
+        self.model, self.out = model, out
+        self.state = read_state(model.path())
+        self.coded = coded_names(self.state)
+        self.weights = sum(self.state[n].numel() for n in self.coded)
+        torch.manual_seed(0)
+        self.reference = model.measure(model.load(self.state))
+
+    def record_path(self, method: str, setting) -> Path:
+        return self.out / "points" / f"{self.model.name}--{method}--{setting}.json"
+
+    def point(self, method: str, setting, run) -> dict:
+        path = self.record_path(method, setting)
+        if path.exists():
+            return json.loads(path.read_text())
+        start = time.perf_counter()
+        record = {"model": self.model.name, "method": method, "setting": setting, **run()}
+        record["seconds"] = time.perf_counter() - start
+        quality = {k: v for k, v in record.pop("quality").items() if isinstance(v, (int, float))}
+        record.update(quality=quality, meets_bar=self.model.bar(quality, self.reference))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(record, indent=1).encode(), force=True)
+        print(
+            f"{self.model.name} {method} {setting}: {record['bits_per_weight']:.3f} bpw, {quality}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return record
+
+    def measure(self, state: dict[str, torch.Tensor]) -> dict:
+        return self.model.measure(self.model.load(state), self.reference)
+
+    def vcwc(self, step_qp: int, use_arch: bool) -> dict:
+        with tempfile.TemporaryDirectory() as folder:
+            compressed, restored = Path(folder) / "model.vcwc", Path(folder) / "restored.safetensors"
+            command = [
+                sys.executable,
+                "-m",
+                "vcwc",
+                "compress",
+                str(self.model.path()),
+                "-o",
+                str(compressed),
+                "--recipe",
+                "smallest",
+                f"--step-qp={step_qp}",
+                "--json",
+            ]
+            if use_arch:
+                command += ["--arch", self.model.arch, "--input-shape", ",".join(map(str, self.model.input_shape))]
+            start = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+            if done.returncode:
+                raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+            encode_seconds = time.perf_counter() - start
+            summary = json.loads(done.stdout)
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "vcwc", "decompress", str(compressed), "-o", str(restored)],
+                check=True,
+                capture_output=True,
+                cwd=REPO_ROOT,
+            )
+            decode_seconds = time.perf_counter() - start
+            state = read_state(restored)
+        return {
+            "bits_per_weight": summary["bits_per_weight"],
+            "file_bytes": summary["file_bytes"],
+            "coded_weights": summary["coded_weights"],
+            "encode_seconds": encode_seconds,
+            "decode_seconds": decode_seconds,
+            "recipe": summary["recipe"],
+            "methods": summary["methods"],
+            "warnings": summary["warnings"],
+            "notes": summary.get("notes", []),
+            "quality": self.measure(state),
+        }
+
+    def nncodec(self, qp: int) -> dict:
+        from vcwc.bench.nncodec import nncodec_roundtrip
+
+        tensors = {n: self.state[n].float().numpy() for n in self.coded}
+        result = nncodec_roundtrip(tensors, qp)
+        state = dict(self.state)
+        for name in self.coded:
+            state[name] = torch.from_numpy(result.reconstructed[name]).to(self.state[name].dtype)
+        return {
+            "bits_per_weight": 8 * result.bitstream_bytes / self.weights,
+            "encode_seconds": result.encode_seconds,
+            "decode_seconds": result.decode_seconds,
+            "quality": self.measure(state),
+        }
+
+    def int8_zstd(self) -> dict:
+        state, symbols, scale_bytes = dict(self.state), [], 0
+        for name in self.coded:
+            q = quantize(self.state[name].float().numpy(), QuantConfig("per_channel"), name)
+            symbols.append(q.symbols.tobytes())
+            scale_bytes += 4 * len(q.scales)
+            state[name] = torch.from_numpy(dequantize(q.symbols, q.scales)).to(self.state[name].dtype)
+        size = len(zstandard.ZstdCompressor(level=19).compress(b"".join(symbols))) + scale_bytes
+        return {"bits_per_weight": 8 * size / self.weights, "quality": self.measure(state)}
+
+
+def smallest_meeting(records: list[dict], method: str) -> dict | None:
+    return min(
+        (r for r in records if r["method"] == method and r["meets_bar"]),
+        key=lambda r: r["bits_per_weight"],
+        default=None,
+    )
+
+
+def table(records: list[dict]) -> str:
+    lines = [
+        "| model | bar | vcwc smallest meeting it | NNCodec smallest meeting it | int8/channel + zstd -19 | "
+        "vcwc / NNCodec | vcwc / int8+zstd |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, model in SUITE.items():
+        mine = [r for r in records if r["model"] == name]
+        if not mine:
+            continue
+        best, nnc = smallest_meeting(mine, "vcwc"), smallest_meeting(mine, "nncodec")
+        zstd = next((r for r in mine if r["method"] == "int8_zstd"), None)
+
+        def text(r, key="setting"):
+            return "none" if r is None else f"{r['bits_per_weight']:.3f} ({key} {r[key]})"
+
+        ratio_nnc = f"{best['bits_per_weight'] / nnc['bits_per_weight']:.2f}" if best and nnc else "-"
+        ratio_zstd = f"{best['bits_per_weight'] / zstd['bits_per_weight']:.2f}" if best and zstd else "-"
+        lines.append(
+            f"| {name} | {model.bar_text} | {text(best)} | {text(nnc)} | "
+            f"{zstd['bits_per_weight']:.3f} | {ratio_nnc} | {ratio_zstd} |"
+            if zstd
+            else ""
+        )
+    detail = ["", "| model | method | setting | bits/weight | quality | meets bar |", "|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (r["model"], r["method"], str(r["setting"]))):
+        quality = ", ".join(f"{k} {v:.4f}" for k, v in r["quality"].items())
+        detail.append(
+            f"| {r['model']} | {r['method']} | {r['setting']} | {r['bits_per_weight']:.3f} | {quality} | "
+            f"{'yes' if r['meets_bar'] else 'no'} |"
+        )
+    return "\n".join(line for line in lines if line) + "\n" + "\n".join(detail) + "\n"
+
+
+def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in SUITE if any(r["model"] == n for r in records)]
+    figure, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
+    for axis, name in zip(axes[0], names):
+        key = SUITE[name].quality
+        for method in ("vcwc", "nncodec", "int8_zstd"):
+            points = sorted(
+                (r["bits_per_weight"], r["quality"][key])
+                for r in records
+                if r["model"] == name and r["method"] == method
+            )
+            if points:
+                axis.plot(*zip(*points), marker="o", markersize=3, label=method)
+        axis.set_title(f"{name} ({SUITE[name].bar_text})")
+        axis.set_xlabel("bits per coded weight")
+        axis.set_ylabel(key)
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    atomic_write(
+        path,
+        lambda temporary: figure.savefig(temporary, dpi=110, format="png", metadata={"Software": None}),
+        force=True,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(SUITE), choices=list(SUITE))
+    parser.add_argument("--no-arch", action="store_true", help="compress without --arch (weight-only)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "generality")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    for name in args.models:
+        suite = Suite(SUITE[name], args.out)
+        method = "vcwc-weight-only" if args.no_arch else "vcwc"
+        for qp in STEP_QPS[name]:
+            suite.point(method, qp, lambda qp=qp, suite=suite: suite.vcwc(qp, not args.no_arch))
+        suite.point("int8_zstd", "per_channel", suite.int8_zstd)
+        try:
+            for qp in NNCODEC_QPS[name]:
+                suite.point("nncodec", qp, lambda qp=qp, suite=suite: suite.nncodec(qp))
+        except NNCodecUnavailable as exc:
+            print(f"NNCodec left out: {exc}", file=sys.stderr)
+    records = [json.loads(p.read_text()) for p in sorted((args.out / "points").glob("*.json"))]
+    text = table(records)
+    atomic_write(args.out / "generality.md", text.encode(), force=True)
+    atomic_write(args.out / "records.json", json.dumps(records, indent=1).encode(), force=True)
+    plot(records, args.out / "generality.png")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
