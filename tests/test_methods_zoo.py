@@ -124,7 +124,7 @@ def test_real_inputs_drive_the_methods_and_are_recorded(tmp_path):
     assert inputs["kind"] == "calibration_inputs" and inputs["inputs"] == 6 and inputs["file"].endswith("inputs.pt")
 
 
-def test_a_model_the_noise_cannot_drive_keeps_the_weight_only_recipe():
+def test_a_model_the_noise_cannot_drive_is_an_error_naming_it():
     class NeedsTwoInputs(nn.Module):
         def __init__(self):
             super().__init__()
@@ -133,8 +133,7 @@ def test_a_model_the_noise_cannot_drive_keeps_the_weight_only_recipe():
         def forward(self, x, y):
             return self.fc(x + y)
 
-    compressed = vcwc.compress(NeedsTwoInputs(), SMALLEST, input_shape=(8,))
-    assert compressed.recipe["rounding"] == "nearest" and compressed.recipe["bias_correction"] == "off"
-    assert any("left out" in note and "NeedsTwoInputs" in note for note in compressed.notes)
     with pytest.raises(vcwc.InputError, match="forward pass of NeedsTwoInputs failed"):
-        vcwc.compress(NeedsTwoInputs(), SMALLEST.with_changes(rounding="gptq"), input_shape=(8,))
+        vcwc.compress(NeedsTwoInputs(), SMALLEST, input_shape=(8,))
+    weight_only = vcwc.compress(NeedsTwoInputs().state_dict(), SMALLEST)  # no architecture: weight-only
+    assert weight_only.recipe["rounding"] == "nearest" and weight_only.recipe["bias_correction"] == "off"

@@ -285,20 +285,13 @@ def _compress(
     architecture = _architecture(arch, input_shape, recipe)
     if isinstance(calibration, (str, os.PathLike)):
         calibration = load_calibration(calibration)
-    wanted = recipe
     recipe = recipe.resolved(codec=codec.name, architecture=architecture is not None)
     candidates = make_plan(source, recipe, codec, settings)
-    try:
-        methods = data_free.prepare(
-            source, list(candidates.coded), architecture, recipe.rounding, recipe.bias_correction == "on", calibration
-        )
-    except InputError as exc:
-        if wanted.needs_architecture:
-            raise
-        # "auto" methods are a best effort: a model they cannot drive keeps the weight-only part.
-        notes.append(f"the data-free methods were left out: {exc}")
-        recipe = recipe.with_changes(rounding="nearest", bias_correction="off")
-        methods = data_free.Methods()
+    # Given an architecture, every way it fails (import, build, weights, forward pass) is an error: the
+    # user asked for the methods it serves.
+    methods = data_free.prepare(
+        source, list(candidates.coded), architecture, recipe.rounding, recipe.bias_correction == "on", calibration
+    )
     plan = make_plan(source, recipe, codec, settings, methods.gptq_served)
     with ContainerWriter(output, force) as writer:
         encoded = encode_tensors(

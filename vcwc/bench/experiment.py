@@ -26,6 +26,7 @@ from ..files import atomic_write
 from ..io import ModelSource
 from ..metrics import snr_db
 from ..models.build import build_model, resolve
+from ..models.registry import DEFAULT_PREPROCESS
 from ..quant.quantize import QuantConfig, dequantize, quantize
 from ..recipe import Recipe, Selection, step_from_qp
 from .names import BASELINES, CORRECTIONS
@@ -83,11 +84,7 @@ class ModelUnderTest:
 
     def __post_init__(self):
         architecture = resolve(self.arch)
-        if architecture.preprocess is None:
-            raise InputError(
-                f"scoring on images needs a registered architecture with its preprocessing, not {self.arch!r}"
-            )
-        self.preprocess = architecture.preprocess
+        self.preprocess = architecture.preprocess or DEFAULT_PREPROCESS
         self.state_dict = self.loaded.state_dict()
         self.module = build_model(architecture, self.state_dict)
         self.original = self.score(self.state_dict, reference=False)

@@ -17,7 +17,9 @@ def add_parser(commands) -> None:
         description="With no arguments: the bundled digits ResNet and its held-out digits.",
     )
     p.add_argument("--model", help="model file (default: the bundled digits ResNet)")
-    p.add_argument("--arch", help="architecture of --model (default: digits_resnet)")
+    p.add_argument(
+        "--arch", help="architecture of --model: a registered name or MODULE:CALLABLE (default: digits_resnet)"
+    )
     p.add_argument("--data", help="evaluation set (default: the bundled held-out digits)")
     p.add_argument("--limit", type=int, help="evaluate a fixed class-balanced subset of this many images")
     p.add_argument("--codecs", default=",".join(SOFTWARE_CODECS), help="comma-separated codecs")

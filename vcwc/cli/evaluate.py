@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..models.registry import ARCHITECTURES
+from ..models.registry import ARCHITECTURES, DEFAULT_PREPROCESS
 
 
 def add_parser(commands) -> None:
     p = commands.add_parser("eval", help="accuracy of a model or .vcwc file on an image evaluation set")
     p.add_argument("model", help="a .vcwc file, or a model file")
     p.add_argument(
-        "--arch", required=True, help=f"architecture: a registered name ({', '.join(ARCHITECTURES)}) or MODULE:CALLABLE"
+        "--arch",
+        required=True,
+        help=f"architecture: a registered name ({', '.join(ARCHITECTURES)}) or MODULE:CALLABLE (images are then "
+        f"taken at their size and normalized with ImageNet's mean and spread)",
     )
     p.add_argument("--data", required=True, help="a .npz with x (uint8 NHWC) and y, or a folder of class folders")
     p.add_argument("--reference", help="the original model: adds agreement of top-1 predictions and mean KL")
@@ -39,7 +42,7 @@ def run(args) -> int:
     from ..models.build import build_model, resolve
 
     architecture = resolve(args.arch)
-    preprocess = architecture.preprocess or ARCHITECTURES["resnet18"].preprocess
+    preprocess = architecture.preprocess or DEFAULT_PREPROCESS
     dataset = load_dataset(args.data, limit=args.limit)
     model = build_model(architecture, load_weights(args.model, args.ffmpeg))
     reference = build_model(architecture, load_weights(args.reference, args.ffmpeg)) if args.reference else None

@@ -55,6 +55,9 @@ class ArchitectureSpec:
 
 
 IMAGENET_PREPROCESS = Preprocessing(IMAGENET_MEAN, IMAGENET_STD, resize=256, center_crop=224)
+# Images of an architecture the registry does not know (MODULE:CALLABLE): taken at their size, normalized
+# with ImageNet's mean and spread, the convention of most pretrained image models.
+DEFAULT_PREPROCESS = Preprocessing(IMAGENET_MEAN, IMAGENET_STD)
 # The akamaster models were trained with the ImageNet mean/std, not CIFAR-10's own statistics.
 CIFAR_PREPROCESS = Preprocessing(IMAGENET_MEAN, IMAGENET_STD)
 DIGITS_PREPROCESS = Preprocessing(DIGITS_MEAN, DIGITS_STD)
