@@ -19,6 +19,9 @@ import torch
 
 DAMPING = 0.01  # added to E[x xᵀ]'s diagonal, as a fraction of its mean: keeps the inverse well-conditioned
 BLOCK = 128  # columns rounded together before their errors reach the rest (the result is the same)
+# Up to this many columns U comes from three factorizations, as the committed CIFAR results were made; the
+# one-factorization form agrees to float32 precision (a few levels in 10^5 round differently).
+SMALL_LAYER = 1024
 
 
 def gptq_levels(values: np.ndarray, scales: np.ndarray, max_level: int, moments: torch.Tensor) -> np.ndarray:
@@ -45,8 +48,14 @@ def _inverse_upper_factor(moments: torch.Tensor) -> np.ndarray:
     diagonal = torch.diagonal(moments)
     diagonal[diagonal <= 0] = 1.0  # an input the noise never reached: its weights are rounded alone
     diagonal += DAMPING * diagonal.mean()
-    inverse = torch.cholesky_inverse(torch.linalg.cholesky(moments))
-    return torch.linalg.cholesky(inverse, upper=True).double().numpy()
+    if len(moments) <= SMALL_LAYER:
+        inverse = torch.cholesky_inverse(torch.linalg.cholesky(moments))
+        return torch.linalg.cholesky(inverse, upper=True).double().numpy()
+    # With J the reversal, J H J = L Lᵀ gives H⁻¹ = (J L⁻¹ J)ᵀ (J L⁻¹ J), and J L⁻¹ J is upper triangular:
+    # one factorization and one triangular solve instead of three factorizations, about 4x faster.
+    lower = torch.linalg.cholesky(moments.flip(0).flip(1))
+    inverse = torch.linalg.solve_triangular(lower, torch.eye(len(moments)), upper=False)
+    return inverse.flip(0).flip(1).double().numpy()
 
 
 def _round_columns(columns: np.ndarray, steps: np.ndarray, max_level: int, factor: np.ndarray) -> np.ndarray:
