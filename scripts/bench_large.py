@@ -18,47 +18,16 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import psutil
-from common import RESULTS
+from common import RESULTS, run_measured
 
 from vcwc.bench.synthetic import DECODER_1B, write_decoder
 from vcwc.files import atomic_write
-
-
-def run(command: list[str]) -> dict:
-    """Wall seconds and peak RSS (bytes) of the command's process, and the largest RSS of its children."""
-    process = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = children = 0
-    done = threading.Event()
-
-    def watch():
-        nonlocal peak, children
-        while not done.is_set():
-            try:
-                peak = max(peak, process.memory_info().rss)
-                children = max([children, *(c.memory_info().rss for c in process.children(recursive=True))])
-            except psutil.Error:
-                pass
-            time.sleep(0.05)
-
-    start = time.perf_counter()
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    _, stderr = process.communicate()
-    seconds = time.perf_counter() - start
-    done.set()
-    watcher.join()
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{stderr.decode()[-2000:]}")
-    return {"seconds": seconds, "peak_rss_bytes": peak, "ffmpeg_peak_rss_bytes": children}
 
 
 def main() -> int:
@@ -82,7 +51,7 @@ def main() -> int:
             for jobs in (2, 1) if label.startswith("1.1B") else (2,):
                 compressed = root / f"{folder.name}-j{jobs}.vcwc"
                 restored = root / f"{folder.name}-j{jobs}-restored"
-                encode = run(
+                encode = run_measured(
                     [
                         *vcwc,
                         "compress",
@@ -96,7 +65,9 @@ def main() -> int:
                         "--force",
                     ]
                 )
-                decode = run([*vcwc, "decompress", str(compressed), "-o", f"{restored}/", "-j", str(jobs), "--force"])
+                decode = run_measured(
+                    [*vcwc, "decompress", str(compressed), "-o", f"{restored}/", "-j", str(jobs), "--force"]
+                )
                 row = {
                     "model": label,
                     "parameters": shape.parameters,

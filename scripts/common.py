@@ -1,10 +1,14 @@
-"""What the scripts share: the repository root, the shared data beside it, and which tensors vcwc codes.
+"""What the scripts share: the repository root, the shared data beside it, which tensors vcwc codes, and
+a way to run a command measuring its time and memory.
 
 The library never looks outside what it is given; these defaults belong to the scripts, which run from a
 checkout. $VCWC_DATA overrides the data folder.
 """
 
 import os
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 from vcwc.recipe import Selection
@@ -24,3 +28,34 @@ def coded(state_dict: dict, selection: Selection = Selection()) -> dict:
         for name, tensor in state_dict.items()
         if selection.is_coded(name, tensor.is_floating_point(), tuple(tensor.shape))
     }
+
+
+def run_measured(command: list[str]) -> dict:
+    """Wall seconds, the peak RSS (bytes) of the command's process and the largest of its children's, and
+    what it printed on stdout."""
+    import psutil
+
+    process = psutil.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT)
+    peak = children = 0
+    done = threading.Event()
+
+    def watch():
+        nonlocal peak, children
+        while not done.is_set():
+            try:
+                peak = max(peak, process.memory_info().rss)
+                children = max([children, *(c.memory_info().rss for c in process.children(recursive=True))])
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+
+    start = time.perf_counter()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    stdout, stderr = process.communicate()
+    seconds = time.perf_counter() - start
+    done.set()
+    watcher.join()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{stderr.decode()[-2000:]}")
+    return {"seconds": seconds, "peak_rss_bytes": peak, "ffmpeg_peak_rss_bytes": children, "stdout": stdout.decode()}

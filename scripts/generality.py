@@ -44,9 +44,9 @@ def coded_names(state: dict[str, torch.Tensor]) -> list[str]:
 
 
 class Suite:
-    def __init__(self, model: SuiteModel, out: Path):
-        self.model, self.out = model, out
-        self.state = read_state(model.path())
+    def __init__(self, model: SuiteModel, out: Path, path: Path | None = None):
+        self.model, self.out, self.path = model, out, path or model.path()
+        self.state = read_state(self.path)
         self.coded = coded_names(self.state)
         self.weights = sum(self.state[n].numel() for n in self.coded)
         torch.manual_seed(0)
@@ -84,7 +84,7 @@ class Suite:
                 "-m",
                 "vcwc",
                 "compress",
-                str(self.model.path()),
+                str(self.path),
                 "-o",
                 str(compressed),
                 "--recipe",

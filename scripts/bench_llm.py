@@ -1,0 +1,185 @@
+"""A real language model end to end: SmolLM2-135M-Instruct as sharded bf16 safetensors (scripts/prepare_models.py).
+
+In one run, with the commands users type (`vcwc compress DIR ...`, `vcwc decompress FILE -o DIR/`):
+perplexity (scripts/suite_models.py: the first 8,192 tokens of ../shared/data/text/tinyshakespeare.txt in 16
+windows of 512) of the original, of the `lossless` and per-channel lossless files, and of `--recipe
+smallest` over a step-QP ladder (weight-only, and with the architecture given); bits per weight; NNCodec and
+int8 per channel + zstd -19 on the same weights; encode and decode throughput; peak resident memory.
+
+The checkpoint was made from a 4-bit (Q4_1) gguf, so its weights sit on per-block grids that a method could
+exploit. The same ladders run again on a copy with Gaussian noise of a tenth of each 32-block's Q4_1 step
+added to every quantized matrix, to show that the ranking holds without the grid.
+
+Writes results/llm/llm.json and llm.md. Points are kept in results/llm/points/ (a rerun skips them).
+
+    python scripts/bench_llm.py [--ladder -28 -26 -24 -22] [--skip-noisy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import RESULTS, run_measured
+from generality import Suite
+from suite_models import SUITE, cache_dir
+
+from vcwc.files import atomic_write
+from vcwc.format.safetensors import SafetensorsFile, SafetensorsWriter, from_array
+
+BLOCK = 32  # values per Q4_1 block along a row
+
+
+class LanguageModel(Suite):
+    """The suite's SmolLM2 at a given folder (the prepared one, or a noisy copy)."""
+
+    def __init__(self, folder: Path, out: Path, label: str):
+        self.folder, self.label = folder, label
+        super().__init__(SUITE["smollm2-135m"], out, folder)
+
+    def record_path(self, method: str, setting) -> Path:
+        return self.out / "points" / f"{self.label}--{method}--{setting}.json"
+
+    def command_point(self, recipe: list[str], use_arch: bool = False) -> dict:
+        """One recipe through the command line, with time and memory measured."""
+        with tempfile.TemporaryDirectory() as temporary:
+            compressed, restored = Path(temporary) / "m.vcwc", Path(temporary) / "restored"
+            command = [
+                sys.executable,
+                "-m",
+                "vcwc",
+                "compress",
+                str(self.folder),
+                "-o",
+                str(compressed),
+                "--json",
+                *recipe,
+            ]
+            if use_arch:
+                command += ["--arch", self.model.arch, "--input-shape", "128"]
+            encode = run_measured(command)
+            decode = run_measured([sys.executable, "-m", "vcwc", "decompress", str(compressed), "-o", f"{restored}/"])
+            summary = json.loads(encode.pop("stdout"))
+            decode.pop("stdout")
+            state = _read_folder(restored)
+        return {
+            "bits_per_weight": summary["bits_per_weight"],
+            "file_bytes": summary["file_bytes"],
+            "encode": encode,
+            "decode": decode,
+            "weights_per_second_encode": self.weights / encode["seconds"],
+            "weights_per_second_decode": self.weights / decode["seconds"],
+            "methods": summary["methods"],
+            "quality": self.measure(state),
+        }
+
+
+def _read_folder(folder: Path) -> dict[str, torch.Tensor]:
+    from vcwc.io import load_model
+
+    return load_model(folder).state_dict()
+
+
+def noisy_copy(source: Path, target: Path, seed: int = 0) -> Path:
+    """The checkpoint with N(0, (step/10)^2) added to every 2-D weight, step = each 32-block's Q4_1 step
+    ((max - min) / 15 of the block's values), written as bf16 shards of the same layout."""
+    if (target / "model.safetensors.index.json").exists():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    index = json.loads((source / "model.safetensors.index.json").read_text())
+    for shard in sorted(set(index["weight_map"].values())):
+        reader = SafetensorsFile(source / shard)
+        entries = [(name, e.dtype, e.shape) for name, e in reader.entries.items()]
+        with SafetensorsWriter(target / shard, entries, {"format": "pt"}) as writer:
+            for name, dtype, shape in entries:
+                values = reader.array(name)
+                if len(shape) == 2 and shape[1] % BLOCK == 0:
+                    blocks = values.reshape(shape[0], -1, BLOCK)
+                    step = (blocks.max(axis=2, keepdims=True) - blocks.min(axis=2, keepdims=True)) / 15
+                    values = (blocks + rng.standard_normal(blocks.shape, dtype=np.float32) * step / 10).reshape(shape)
+                writer.write(name, from_array(values, dtype))
+    (target / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    return target
+
+
+def markdown(records: list[dict], reference: dict) -> str:
+    lines = [
+        f"SmolLM2-135M-Instruct (134.5 M coded weights, bf16, tied embedding stored once), perplexity on the "
+        f"first 8,192 tokens of tinyshakespeare in 16 windows of 512: original {reference['perplexity']:.3f}. "
+        "Its weights come from a Q4_1 (4-bit) gguf and sit on per-block grids; `noisy` is the same checkpoint "
+        "with Gaussian noise of a tenth of each block's Q4_1 step added.",
+        "",
+        "| checkpoint | method | setting | bits/weight | perplexity | change % | encode M w/s | decode M w/s | "
+        "encode peak RSS | decode peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        quality = r["quality"]
+        speed = (
+            f"{r['weights_per_second_encode'] / 1e6:.2f} | {r['weights_per_second_decode'] / 1e6:.2f} | "
+            f"{r['encode']['peak_rss_bytes'] / 2**30:.2f} GiB | {r['decode']['peak_rss_bytes'] / 2**30:.2f} GiB"
+            if "encode" in r and isinstance(r["encode"], dict)
+            else "- | - | - | -"
+        )
+        lines.append(
+            f"| {r['checkpoint']} | {r['method']} | {r['setting']} | {r['bits_per_weight']:.3f} | "
+            f"{quality['perplexity']:.3f} | {quality['perplexity_change']:+.2f} | {speed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ladder", type=int, nargs="+", default=[-30, -28, -26, -24, -22, -20])
+    parser.add_argument("--nncodec-qps", type=int, nargs="+", default=[-34, -32, -30, -28, -26])
+    parser.add_argument("--skip-noisy", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS / "llm")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    prepared = cache_dir() / "smollm2-135m"
+    checkpoints = {"original": prepared}
+    if not args.skip_noisy:
+        checkpoints["noisy"] = noisy_copy(prepared, Path(tempfile.gettempdir()) / "vcwc-smollm2-noisy")
+    records = []
+    reference = None
+    for label, folder in checkpoints.items():
+        suite = LanguageModel(folder, args.out, label)
+        reference = reference or suite.reference
+        runs = []
+        if label == "original":
+            runs += [
+                ("lossless", "per_tensor", lambda s=suite: s.command_point(["--recipe", "lossless"])),
+                ("lossless", "per_channel", lambda s=suite: s.command_point(["--recipe", "lossless", "--per-channel"])),
+            ]
+        for qp in args.ladder:
+            runs.append(
+                ("smallest", qp, lambda s=suite, q=qp: s.command_point(["--recipe", "smallest", f"--step-qp={q}"]))
+            )
+            runs.append(
+                (
+                    "smallest+arch",
+                    qp,
+                    lambda s=suite, q=qp: s.command_point(["--recipe", "smallest", f"--step-qp={q}"], use_arch=True),
+                )
+            )
+        runs.append(("int8_zstd", "per_channel", suite.int8_zstd))
+        runs += [("nncodec", qp, lambda s=suite, q=qp: s.nncodec(q)) for qp in args.nncodec_qps]
+        for method, setting, run in runs:
+            record = suite.point(method, setting, run)
+            records.append({**record, "checkpoint": label})
+    text = markdown(records, reference)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out / "llm.json", json.dumps(records, indent=1, default=str).encode(), force=True)
+    atomic_write(args.out / "llm.md", text.encode(), force=True)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
