@@ -290,9 +290,15 @@ def _compress(
     # Given an architecture, every way it fails (import, build, weights, forward pass) is an error: the
     # user asked for the methods it serves.
     methods = data_free.prepare(
-        source, list(candidates.coded), architecture, recipe.rounding, recipe.bias_correction == "on", calibration
+        source,
+        list(candidates.coded),
+        architecture,
+        recipe.rounding,
+        recipe.bias_correction == "on",
+        calibration,
+        recipe.quantizer.allocation,
     )
-    plan = make_plan(source, recipe, codec, settings, methods.gptq_served)
+    plan = make_plan(source, recipe, codec, settings, methods.gptq_served, methods.step_offsets)
     with ContainerWriter(output, force) as writer:
         encoded = encode_tensors(
             source,

@@ -35,6 +35,7 @@ RECIPE_VERSION = 1
 STEPS_PER_OCTAVE = 4  # NNCodec's QP scale: step QP -20 is a step of 2 ** (-20 / 4) in weight units
 GRANULARITIES = ("per_tensor", "per_channel")
 ROUNDINGS = ("nearest", "gptq", "auto")
+ALLOCATIONS = ("uniform", "sensitivity", "auto")
 SWITCHES = ("off", "on", "auto")
 LAYERS = ("all", "fc")
 ARRANGEMENTS = ("rows", "kernel_blocks")
@@ -82,6 +83,7 @@ SETTINGS = {
     "granularity": "quantizer.granularity",
     "bits": "quantizer.bits",
     "step_qp": "quantizer.step_qp",
+    "allocation": "quantizer.allocation",
     "layers": "selection.layers",
     "include": "selection.include",
     "exclude": "selection.exclude",
@@ -126,18 +128,22 @@ class QuantizerSettings:
     with max_level = 2^(bits-1) - 1. Up to 8 bits the symbols sit in 8-bit frames; `bits` 9 or 10 let
     tensors that need more than 127 levels use 10-bit frames (where the codec takes them; else 8). With `step_qp`, every tensor gets the fixed step 2^(step_qp/4) in
     weight units (NNCodec's QP scale), except that a tensor whose range would need more than
-    max_level steps gets the coarser scale max|w| / max_level instead of being clipped.
+    max_level steps gets the coarser scale max|w| / max_level instead of being clipped. `allocation`
+    "sensitivity" moves each tensor's step around that base by how much its error moves the model's output
+    (vcwc.quant.sensitivity; needs the architecture); "auto" does so where the architecture is known.
     """
 
     granularity: str = "per_tensor"
     bits: int = 8
     step_qp: float | None = None
+    allocation: str = "uniform"
 
     def __post_init__(self):
         _check_choice("quantizer.granularity", self.granularity, GRANULARITIES)
         _check_type("quantizer.bits", self.bits, int)
         if not 2 <= self.bits <= 10:
             raise InputError(f"recipe quantizer.bits must be between 2 and 10, got {self.bits}")
+        _check_choice("quantizer.allocation", self.allocation, ALLOCATIONS)
         _check_type("quantizer.step_qp", self.step_qp, (int, float), optional=True)
         if isinstance(self.step_qp, float) and self.step_qp.is_integer():
             object.__setattr__(self, "step_qp", int(self.step_qp))  # -16.0 and -16 are one recipe
@@ -235,7 +241,7 @@ class Recipe:
     @property
     def needs_architecture(self) -> bool:
         """Whether the recipe insists on the model's architecture (a method switched on, not "auto")."""
-        return self.rounding == "gptq" or self.bias_correction == "on"
+        return self.rounding == "gptq" or self.bias_correction == "on" or self.quantizer.allocation == "sensitivity"
 
     def step_qp_for(self, tensor: str) -> float | None:
         for override in reversed(self.overrides):
@@ -255,7 +261,11 @@ class Recipe:
         rounding = ("gptq" if architecture and lossless else "nearest") if self.rounding == "auto" else self.rounding
         bias = ("on" if architecture else "off") if self.bias_correction == "auto" else self.bias_correction
         codec_settings = replace(self.codec, name=codec) if codec and self.codec.name == "auto" else self.codec
-        return replace(self, codec=codec_settings, rounding=rounding, bias_correction=bias)
+        allocation = self.quantizer.allocation
+        if allocation == "auto":
+            allocation = "sensitivity" if architecture and self.quantizer.step_qp is not None else "uniform"
+        quantizer = replace(self.quantizer, allocation=allocation)
+        return replace(self, codec=codec_settings, quantizer=quantizer, rounding=rounding, bias_correction=bias)
 
     def with_changes(self, **changes) -> Recipe:
         """A copy with settings replaced, named as on the command line (`codec`, `qp`, `preset`,

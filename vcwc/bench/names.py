@@ -2,6 +2,7 @@
 
 SOFTWARE_CODECS = ("x264", "x265", "aom", "svtav1")
 BASELINES = ("fp32", "fp16", "int8_per_tensor", "int8_per_channel", "int8_zstd_per_tensor", "int8_zstd_per_channel")
+BACKENDS = ("local", "ray")  # where a sweep's points run (vcwc.bench.backends)
 NNCODEC = "nncodec"  # the optional NNCodec baseline, run in its own Python (vcwc/bench/nncodec.py)
 GRANULARITIES = ("per_tensor", "per_channel", "step")
 # The sweep's --corrections: the data-free methods against quantization error, as recipe settings.

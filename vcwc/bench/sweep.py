@@ -2,8 +2,9 @@
 
 A point is keyed by a hash of its full settings: the model file's digest, the recipe (vcwc.recipe) for
 a codec point, the method for a baseline, and the evaluation subset. A rerun skips what is finished,
-`--force` recomputes, and new recipe settings only add keys. Reports and plots are rebuilt from the
-records alone (`vcwc report DIR`).
+`--force` recomputes, and new recipe settings only add keys. Points run as tasks on a backend (this
+machine's processes, or a Ray cluster: docs/sweeps.md) that return their records; the runner writes each
+one atomically as it arrives. Reports and plots are rebuilt from the records alone (`vcwc report DIR`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
-import time
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,12 +20,13 @@ import tomllib
 from tqdm import tqdm
 
 from ..codecs import get_codec
-from ..errors import InputError, NNCodecUnavailable, VcwcError
+from ..errors import InputError
 from ..files import atomic_write
 from ..recipe import CodecSettings, QuantizerSettings, Recipe
-from ..version import __version__
+from .backends import Backend, LocalBackend
 from .experiment import recipe_fields
 from .names import BASELINES, CORRECTIONS, KNEE_ABOVE, KNEE_BELOW, NNCODEC, STEP_QP_LADDER
+from .sweep_task import PointTask, TaskFailure, unfinished_record
 
 POINTS_FOLDER = "points"
 EVALS_FOLDER = "evaluations"
@@ -198,16 +197,28 @@ def plan_points(
 
 @dataclass
 class Sweep:
+    """Runs points on a backend (vcwc.bench.backends: this machine's processes, or a Ray cluster) and
+    writes each record as it arrives, so an interrupted sweep resumes where it stopped."""
+
     out: Path
     force: bool = False
-    jobs: int = 1
+    jobs: int = 1  # points at once
     progress: bool = True
     ffmpeg_path: str | None = None
     nncodec_python: str | None = None  # default: $VCWC_NNCODEC_PYTHON, else the repository's .venv-nncodec
+    threads: int | None = None  # per point (torch, ffmpeg); default: this machine's CPUs / jobs
+    backend: Backend | None = None  # default: LocalBackend()
+    evaluated: int = 0  # evaluations the last run computed (identical weights are scored once)
     _digests: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         self.out = Path(self.out)
+        if self.backend is None:
+            self.backend = LocalBackend()
+        if self.threads is None:
+            self.threads = max(1, (os.cpu_count() or 1) // max(1, self.jobs))
+        if self.threads < 1 or self.jobs < 1:
+            raise InputError(f"jobs and threads must be at least 1, got {self.jobs} and {self.threads}")
 
     def key(self, point: Point) -> str:
         if point.model.path not in self._digests:
@@ -226,32 +237,38 @@ class Sweep:
     def run(self, points: list[Point]) -> list[dict]:
         (self.out / POINTS_FOLDER).mkdir(parents=True, exist_ok=True)
         (self.out / EVALS_FOLDER).mkdir(parents=True, exist_ok=True)
-        todo = self.pending(points)
-        threads = max(1, (os.cpu_count() or 1) // max(1, self.jobs))
+        run = uuid.uuid4().hex
         tasks = [
-            (
+            PointTask(
                 p,
                 self.key(p),
                 p.settings(self._digests[p.model.path]),
-                str(self.out),
-                threads,
+                self.threads,
                 self.ffmpeg_path,
                 self.nncodec_python,
+                run,
             )
-            for p in todo
+            for p in self.pending(points)
         ]
+        # One model per worker at a time keeps its loaded copy and reference predictions reusable.
+        tasks.sort(key=lambda task: task.point.model.path)
+        known = {path.name: json.loads(path.read_text()) for path in (self.out / EVALS_FOLDER).glob("*.json")}
+        self.evaluated = 0
         bar = tqdm(total=len(tasks), desc="sweep", unit="point", disable=None if self.progress else True)
-        if self.jobs <= 1:
-            for task in tasks:
-                _run_point(*task)
-                bar.update()
-        else:
-            # One model per worker at a time keeps its loaded copy and reference predictions reusable.
-            tasks.sort(key=lambda task: task[0].model.path)
-            with ProcessPoolExecutor(max_workers=self.jobs) as pool:
-                for future in as_completed([pool.submit(_run_point, *task) for task in tasks]):
-                    future.result()
-                    bar.update()
+        for task, result in self.backend.run(tasks, known, self.jobs):
+            if isinstance(result, TaskFailure):
+                record, evaluations = unfinished_record(task, result), {}
+            else:
+                record, evaluations = result.record, result.evaluations
+            for name, score in evaluations.items():  # before the record: a finished point's scores are kept
+                atomic_write(self.out / EVALS_FOLDER / name, json.dumps(score).encode(), force=True)
+            self.evaluated += len(evaluations)
+            atomic_write(
+                self.out / POINTS_FOLDER / f"{task.key}.json",
+                json.dumps(record, indent=1, default=_json_default, allow_nan=True).encode(),
+                force=True,
+            )
+            bar.update()
         bar.close()
         return [json.loads(self.record_path(p).read_text()) for p in points]
 
@@ -263,95 +280,6 @@ def _finished(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return record.get("status") == "ok" or (record.get("status") == "skipped" and not record.get("retry"))
-
-
-_SUBJECTS: dict = {}  # per process: (model spec, eval limit) -> ModelUnderTest
-
-
-def _subject(spec: ModelSpec, limit: int | None, evals_dir: Path):
-    from ..eval.datasets import load_dataset
-    from ..io import load_model
-    from .experiment import ModelUnderTest
-
-    key = (spec, limit)
-    if key not in _SUBJECTS:
-        _SUBJECTS.clear()  # keep one model in memory per process
-        dataset = load_dataset(spec.data, limit=limit or spec.limit)
-        _SUBJECTS[key] = ModelUnderTest(
-            spec.name, load_model(spec.path), spec.arch, dataset, evaluation_store=evals_dir
-        )
-    return _SUBJECTS[key]
-
-
-def _run_point(
-    point: Point,
-    key: str,
-    settings: dict,
-    out: str,
-    threads: int,
-    ffmpeg_path: str | None,
-    nncodec_python: str | None = None,
-) -> None:
-    """Measure one point and write its record; a failure is recorded, never raised."""
-    import torch
-
-    torch.set_num_threads(threads)
-    out_dir = Path(out)
-    record = {
-        "key": key,
-        "settings": settings,
-        "label": point.label(),
-        "model": point.model.name,
-        "arch": point.model.arch,
-        "method": point.method,
-        "granularity": point.granularity,
-        "qp": point.qp,
-        "eval_limit": point.eval_limit,
-        "vcwc_version": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-    start = time.perf_counter()
-    try:
-        if point.is_nncodec:
-            from .nncodec import find_python
-
-            try:
-                find_python(nncodec_python)
-            except NNCodecUnavailable as exc:
-                raise _Skip(str(exc), retry=True) from None
-        elif not point.is_baseline:
-            codec = get_codec(point.method)
-            qp = point.recipe.codec.qp
-            if qp is None and not codec.supports_lossless:
-                raise _Skip(f"{point.method} has no lossless mode")
-            low, high = codec.qp_range
-            if qp is not None and not low <= qp <= high:
-                raise _Skip(f"QP {qp} is outside {point.method}'s range {low}..{high}")
-        subject = _subject(point.model, point.eval_limit, out_dir / EVALS_FOLDER)
-        if point.is_baseline:
-            result = subject.run_baseline(point.method)
-        elif point.is_nncodec:
-            result = subject.run_nncodec(point.nncodec_qp, python=nncodec_python)
-        else:
-            result = subject.run_codec(point.recipe, ffmpeg_path=ffmpeg_path, jobs=threads)
-        record.update(status="ok", original_top1=subject.original.top1, original_top5=subject.original.top5, **result)
-    except _Skip as reason:
-        record.update(status="skipped", reason=str(reason), retry=reason.retry)
-    except (VcwcError, RuntimeError, ValueError, OSError) as exc:
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=6))
-    record["seconds"] = time.perf_counter() - start
-    atomic_write(
-        out_dir / POINTS_FOLDER / f"{key}.json",
-        json.dumps(record, indent=1, default=_json_default, allow_nan=True).encode(),
-        force=True,
-    )
-
-
-class _Skip(Exception):
-    def __init__(self, reason: str, retry: bool = False):
-        super().__init__(reason)
-        self.retry = retry  # the point becomes measurable once something is installed: try it on rerun
 
 
 def _json_default(value):

@@ -81,6 +81,12 @@ def add_parser(commands) -> None:
         "predictions change on at most POINTS %% of the calibration images (needs --arch)",
     )
     p.add_argument(
+        "--allocation",
+        choices=["uniform", "sensitivity", "auto"],
+        help="steps per tensor: one for all (uniform), or moved around the base by how much each tensor's error moves "
+        "the model's output (sensitivity; no data; needs --arch), or auto (sensitivity where --arch is given)",
+    )
+    p.add_argument(
         "--rounding",
         choices=["nearest", "gptq", "auto"],
         help="how weights take their levels: nearest, gptq (error-compensating rounding steered by "
@@ -227,6 +233,8 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         changes["quantizer.step_qp"] = None
     if args.rounding:
         changes["rounding"] = args.rounding
+    if args.allocation:
+        changes["quantizer.allocation"] = args.allocation
     if args.bias_correction:
         changes["bias_correction"] = args.bias_correction
     for option in ("layers", "arrangement", "uncoded"):
@@ -248,6 +256,7 @@ def run(args) -> int:
     recipe = recipe_from_args(args)
     input_shape = common.shape("--input-shape", args.input_shape)
     for option, used in (
+        ("--allocation sensitivity", recipe.quantizer.allocation == "sensitivity"),
         ("--target-drop", args.target_drop is not None),
         ("--rounding gptq", recipe.rounding == "gptq"),
         ("--bias-correction", recipe.bias_correction == "on"),

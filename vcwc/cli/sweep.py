@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..bench.names import (
+    BACKENDS,
     BASELINES,
     CORRECTIONS,
     GRANULARITIES,
@@ -71,7 +72,26 @@ def add_parser(commands) -> None:
         help="with --screen: the knee is the first QP whose screening agreement falls below this %%",
     )
     p.add_argument("--out", required=True, help="sweep folder (records, tables, plots)")
-    p.add_argument("-j", "--jobs", type=int, default=1, help="points in parallel processes (threads are split)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="points at once (in processes, or Ray tasks)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="threads of each point (torch and ffmpeg; a Ray task declares as many CPUs); results depend on "
+        "it, so keep it when comparing runs (default: this machine's CPUs / -j)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="where points run: local (this machine's processes) or ray (a Ray cluster; needs the ray "
+        'extra, pip install -e ".[ray]"); same records and resume on both (default local)',
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --backend ray: the cluster to join, auto or ray://HOST:PORT (default: start Ray here)",
+    )
     p.add_argument("--force", action="store_true", help="recompute finished points")
     p.add_argument("--dry-run", action="store_true", help="list the points and whether they are done, run nothing")
     common.add_ffmpeg(p)
@@ -96,8 +116,29 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
-    from ..bench.sweep import ModelSpec, Sweep, knee_points, plan_points
-    from ..bench.sweep_report import write_report
+    from ..bench.backends import make_backend
+    from ..bench.sweep import Sweep
+
+    full_grid, screening = _plan(args)
+    backend = make_backend(args.backend, args.ray_address)
+    sweep = Sweep(
+        Path(args.out),
+        force=args.force,
+        jobs=args.jobs,
+        ffmpeg_path=args.ffmpeg,
+        nncodec_python=args.nncodec_python,
+        threads=args.threads,
+        backend=backend,
+    )
+    try:
+        return _run_plan(args, sweep, full_grid, screening)
+    finally:
+        backend.close()
+
+
+def _plan(args) -> tuple[list, list | None]:
+    """The full grid of points, and the screening points of --screen (else None)."""
+    from ..bench.sweep import ModelSpec, plan_points
 
     models = [spec for text in args.models for spec in ModelSpec.parse(text)]
     codec_list = common.split(args.codecs)
@@ -124,13 +165,19 @@ def run(args) -> int:
     elif args.nncodec:
         nncodec_qps = list(NNCODEC_QP_LADDER)
     step_qps = [common.whole_number("--step-qps", v) for v in common.split(args.step_qps)] if args.step_qps else None
-    sweep = Sweep(
-        Path(args.out), force=args.force, jobs=args.jobs, ffmpeg_path=args.ffmpeg, nncodec_python=args.nncodec_python
-    )
     grid = dict(nncodec_qps=nncodec_qps, step_qps=step_qps, corrections=tuple(common.split(args.corrections)))
     full_grid = plan_points(models, codec_list, granularities, qps, baselines=baselines, **grid)
+    screening = None
     if args.screen:
         screening = plan_points(models, codec_list, granularities, qps, baselines=(), eval_limit=args.screen, **grid)
+    return full_grid, screening
+
+
+def _run_plan(args, sweep, full_grid, screening) -> int:
+    from ..bench.sweep import knee_points
+    from ..bench.sweep_report import write_report
+
+    if screening is not None:
         if args.dry_run:
             _list_points(sweep, screening)
             most = _most_full_points(full_grid)

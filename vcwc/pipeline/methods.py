@@ -8,6 +8,7 @@ the shift) is left to nearest rounding or no correction, and the report says whi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..models.build import Architecture, build_model
 from ..quant.correction import BiasCorrection
 from ..quant.inputs import CalibrationInputs, driver_for
 from ..quant.noise import noise_statistics
+from ..quant.sensitivity import sensitivities, step_offsets
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Methods:
     """What the noise pass found, and the report of which method served which tensor."""
 
     moments: dict[str, torch.Tensor] = field(default_factory=dict)
+    step_offsets: dict[str, float] = field(default_factory=dict)  # step QPs added to the recipe's, per tensor
     correction: BiasCorrection | None = None
     report: dict = field(default_factory=dict)
     _shifts: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -63,15 +66,30 @@ def prepare(
     rounding: str,
     bias_correction: bool,
     calibration: CalibrationInputs | None = None,
+    allocation: str = "uniform",
 ) -> Methods:
-    """Run the pass of inputs the methods need (none when neither is asked for): real inputs where given
-    (`calibration`), else noise or random tokens (vcwc.quant.inputs)."""
+    """Run the passes of inputs the methods need (none when no method is asked for): real inputs where
+    given (`calibration`), else noise or random tokens (vcwc.quant.inputs)."""
     methods = Methods()
-    if rounding != "gptq" and not bias_correction:
+    if rounding != "gptq" and not bias_correction and allocation != "sensitivity":
         return methods
     module = build_model(architecture, source.state_dict())
     driver = driver_for(module, architecture.input_shape, calibration)
     methods.report["inputs"] = driver.describe()
+    if allocation == "sensitivity":
+        measured = sensitivities(module, coded, driver)
+        weights = {name: math.prod(source.shape(name)) for name in coded}
+        methods.step_offsets = step_offsets(measured, weights)
+        methods.report["step_allocation"] = {
+            "step_qp_offsets": {name: round(offset, 3) for name, offset in methods.step_offsets.items()},
+            "base_step_instead": {
+                name: "the model's output does not depend on it here"
+                for name in coded
+                if name not in methods.step_offsets
+            },
+        }
+    if rounding != "gptq" and not bias_correction:
+        return methods
     stats = noise_statistics(module, coded, driver, means=bias_correction, moments=rounding == "gptq")
     if rounding == "gptq":
         methods.moments = {name: moment for name, moment in stats.moments.items() if _fits(moment, source.shape(name))}

@@ -51,9 +51,15 @@ class Plan:
 
 
 def make_plan(
-    source: ModelSource, recipe: Recipe, codec: Codec, settings: EncoderSettings, gptq_served: set[str] = frozenset()
+    source: ModelSource,
+    recipe: Recipe,
+    codec: Codec,
+    settings: EncoderSettings,
+    gptq_served: set[str] = frozenset(),
+    step_offsets: dict[str, float] | None = None,
 ) -> Plan:
-    """The plan of a resolved recipe. `gptq_served` names the tensors that have input moments for gptq."""
+    """The plan of a resolved recipe. `gptq_served` names the tensors that have input moments for gptq;
+    `step_offsets` moves tensors' fixed steps (in step QPs) around the recipe's."""
     coded, uncoded, aliases = {}, [], {}
     for name in source.names:
         if name in source.aliases:
@@ -63,6 +69,8 @@ def make_plan(
             uncoded.append(name)
             continue
         step_qp = recipe.step_qp_for(name)
+        if step_qp is not None:
+            step_qp += (step_offsets or {}).get(name, 0.0)
         rounding = "gptq" if recipe.rounding == "gptq" and name in gptq_served else "nearest"
         # Symbols wider than the codec's frames take are capped at its depth (coarser scales, never clipping).
         bits = min(recipe.quantizer.bits, codec.max_bit_depth)

@@ -1,0 +1,103 @@
+"""How much each coded tensor's quantization error moves the model's output, without data.
+
+For a weight w of tensor t, the output's squared change under a small error e is about (∂f/∂w)² e², so
+the mean over t of the squared gradient measures its sensitivity (the diagonal of the Gauss-Newton
+matrix JᵀJ, averaged over the tensor). It is estimated with random projections r of the output:
+E_r[(∂(rᵀf)/∂w)²] = Σ_k (∂f_k/∂w)², one backward pass per probe, over the same inputs the other
+data-free methods use (noise with every BatchNorm normalized by its batch, random tokens, or real
+inputs; vcwc.quant.inputs).
+
+With uniform noise of step Δ_t in tensor t, the output error is Σ_t s_t n_t Δ_t² / 12; for a fixed
+number of bits the best steps satisfy Δ_t ∝ s_t^(-1/2) (equal slopes), which `step_offsets` turns into
+step-QP offsets around the recipe's base (4 QPs per octave of step, so offset = -2 log2(s_t / s̄)),
+centred so that the weight-weighted geometric mean of the steps is the base: the ladder of base step QPs
+keeps its meaning.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from .noise import _normalize_by_batch
+
+PROBES = 2  # random projections of the output per batch
+MAX_OFFSET = 8.0  # step QPs either side of the base: a tensor's step stays within 4x of the base step
+
+
+def output_tensor(output) -> torch.Tensor:
+    """The main tensor of a model's output: itself, `logits` or `last_hidden_state`, or the first item."""
+    if isinstance(output, torch.Tensor):
+        return output
+    for key in ("logits", "last_hidden_state"):
+        value = getattr(output, key, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    if isinstance(output, dict) and output:
+        return output_tensor(next(iter(output.values())))
+    if isinstance(output, (tuple, list)) and output:
+        return output_tensor(output[0])
+    raise InputError(f"the model's output ({type(output).__name__}) holds no tensor to measure sensitivity on")
+
+
+def sensitivities(module: nn.Module, coded: list[str], driver, probes: int = PROBES) -> dict[str, float]:
+    """Mean squared output gradient of each coded tensor that the model's forward pass reaches."""
+    parameters = dict(module.named_parameters(remove_duplicate=False))
+    wanted = {name: parameters[name] for name in coded if name in parameters}
+    sums: dict[str, float] = {}
+    generator = torch.Generator().manual_seed(0)
+    handles = []
+    if driver.normalize_batchnorm:
+        handles = [
+            layer.register_forward_hook(_normalize_by_batch)
+            for layer in module.modules()
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm)
+        ]
+    flags = {name: parameter.requires_grad for name, parameter in module.named_parameters()}
+    was_training = module.training
+    module.eval()
+    try:
+        for parameter in module.parameters():
+            parameter.requires_grad_(any(parameter is w for w in wanted.values()))
+        for batch in driver:
+            output = output_tensor(module(*batch.args, **batch.kwargs)).float()
+            for probe in range(probes):
+                projection = torch.randn(output.shape, generator=generator)
+                module.zero_grad(set_to_none=True)
+                (output * projection).sum().backward(retain_graph=probe < probes - 1)
+                for name, parameter in wanted.items():
+                    if parameter.grad is not None:
+                        sums[name] = sums.get(name, 0.0) + float(parameter.grad.double().square().mean())
+    except InputError:
+        raise
+    except Exception as exc:  # the user's model: any failure is named, never a crash
+        raise InputError(
+            f"the sensitivity pass of {type(module).__name__} failed ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+        ) from None
+    finally:
+        for handle in handles:
+            handle.remove()
+        for name, parameter in module.named_parameters():
+            parameter.requires_grad_(flags[name])
+            parameter.grad = None
+        module.train(was_training)
+    return {name: total for name, total in sums.items() if total > 0 and math.isfinite(total)}
+
+
+def step_offsets(sensitivity: dict[str, float], weights: dict[str, int], limit: float = MAX_OFFSET) -> dict[str, float]:
+    """Step-QP offsets -2 log2(s_t), clamped to ±limit and centred: their weight-weighted mean is 0, so the
+    weight-weighted geometric mean of the steps stays the base step."""
+    if not sensitivity:
+        return {}
+    total = sum(weights[name] for name in sensitivity)
+    offsets = {name: -2.0 * math.log2(value) for name, value in sensitivity.items()}
+    for _ in range(50):  # clamping moves the centre; a few rounds settle it
+        center = sum(weights[name] * offset for name, offset in offsets.items()) / total
+        offsets = {name: max(-limit, min(limit, offset - center)) for name, offset in offsets.items()}
+        if abs(center) < 1e-9:
+            break
+    return offsets
