@@ -178,3 +178,13 @@ def driver_for(module: nn.Module, input_shape: tuple[int, ...] | None, calibrati
             f"e.g. (3, 224, 224)), or real inputs (calibration)"
         )
     return GaussianNoise(input_shape)
+
+
+def pass_failed(module: nn.Module, driver, batch, exc: Exception, what: str = "forward pass") -> InputError:
+    """The one-line error for the user's model failing on the inputs that drive a method."""
+    shapes = [tuple(t.shape) for t in (*batch.args, *batch.kwargs.values()) if isinstance(t, torch.Tensor)]
+    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return InputError(
+        f"the {what} of {type(module).__name__} failed on {driver.kind.replace('_', ' ')} "
+        f"of shape {', '.join(map(str, shapes))} ({type(exc).__name__}: {detail})"
+    )

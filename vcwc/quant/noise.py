@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
-from .inputs import GaussianNoise
+from .inputs import GaussianNoise, pass_failed
 
 # Patches kept per batch for a convolution's moments: enough for a stable estimate, bounded in memory.
 MAX_PATCHES = 1 << 16
@@ -149,12 +148,7 @@ def drive(module: nn.Module, driver, handles: list) -> int:
                 try:
                     module(*batch.args, **batch.kwargs)
                 except Exception as exc:  # the user's model: any failure is named, never a crash
-                    shapes = [tuple(t.shape) for t in (*batch.args, *batch.kwargs.values())]
-                    raise InputError(
-                        f"the forward pass of {type(module).__name__} failed on {driver.kind.replace('_', ' ')} "
-                        f"of shape {', '.join(map(str, shapes))} ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
-                    ) from None
+                    raise pass_failed(module, driver, batch, exc) from None
                 count += 1
     finally:
         for handle in handles:

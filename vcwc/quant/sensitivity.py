@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .inputs import pass_failed
 from .noise import _normalize_by_batch
 
 PROBES = 2  # random projections of the output per batch
@@ -63,21 +64,23 @@ def sensitivities(module: nn.Module, coded: list[str], driver, probes: int = PRO
         for parameter in module.parameters():
             parameter.requires_grad_(any(parameter is w for w in wanted.values()))
         for batch in driver:
-            output = output_tensor(module(*batch.args, **batch.kwargs)).float()
+            # The user's model: any failure is named, never a crash.
+            try:
+                output = output_tensor(module(*batch.args, **batch.kwargs)).float()
+            except InputError:
+                raise
+            except Exception as exc:
+                raise pass_failed(module, driver, batch, exc) from None
             for probe in range(probes):
                 projection = torch.randn(output.shape, generator=generator)
                 module.zero_grad(set_to_none=True)
-                (output * projection).sum().backward(retain_graph=probe < probes - 1)
+                try:
+                    (output * projection).sum().backward(retain_graph=probe < probes - 1)
+                except Exception as exc:
+                    raise pass_failed(module, driver, batch, exc, "backward pass (sensitivity)") from None
                 for name, parameter in wanted.items():
                     if parameter.grad is not None:
                         sums[name] = sums.get(name, 0.0) + float(parameter.grad.double().square().mean())
-    except InputError:
-        raise
-    except Exception as exc:  # the user's model: any failure is named, never a crash
-        raise InputError(
-            f"the sensitivity pass of {type(module).__name__} failed ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
-        ) from None
     finally:
         for handle in handles:
             handle.remove()
