@@ -68,11 +68,11 @@ class TinyTransformer(nn.Module):
         return self.lm_head(x)
 
 
-def compress_and_reload(model, **options):
+def compress_and_reload(model, recipe=SMALLEST, **options):
     torch.manual_seed(0)
     for parameter in model.parameters():
         parameter.data.normal_(0, 0.2)
-    compressed = vcwc.compress(model, SMALLEST, **options)
+    compressed = vcwc.compress(model, recipe, **options)
     rebuilt = type(model)()
     rebuilt.load_state_dict(vcwc.decompress(compressed.data), strict=True)
     return compressed, rebuilt
@@ -100,7 +100,8 @@ def test_dilated_grouped_reflect_even_same_conv1d_conv3d():
 
 def test_tokens_attention_and_tied_weights():
     model = TinyTransformer().eval()
-    compressed, rebuilt = compress_and_reload(model, input_shape=(16,))
+    methods_on = SMALLEST.with_changes(rounding="gptq", bias_correction="on")
+    compressed, rebuilt = compress_and_reload(model, methods_on, input_shape=(16,))
     records = {t.name: t for t in compressed.meta.tensors}
     assert records["lm_head.weight"].storage == "alias" and records["lm_head.weight"].alias_of == "embed.weight"
     assert rebuilt.lm_head.weight is rebuilt.embed.weight  # loading keeps the tie
@@ -122,6 +123,14 @@ def test_real_inputs_drive_the_methods_and_are_recorded(tmp_path):
     compressed, _ = compress_and_reload(model, calibration=tmp_path / "inputs.pt")
     inputs = compressed.meta.methods["inputs"]
     assert inputs["kind"] == "calibration_inputs" and inputs["inputs"] == 6 and inputs["file"].endswith("inputs.pt")
+    assert (compressed.recipe["rounding"], compressed.recipe["bias_correction"]) == ("gptq", "on")
+
+
+def test_auto_leaves_gptq_and_bias_correction_off_on_random_tokens_and_says_why():
+    compressed, _ = compress_and_reload(TinyTransformer().eval(), input_shape=(16,))
+    assert (compressed.recipe["rounding"], compressed.recipe["bias_correction"]) == ("nearest", "off")
+    assert "gptq_rounding" not in (compressed.meta.methods or {})
+    assert any("random inputs" in note for note in compressed.notes)
 
 
 def test_a_model_the_noise_cannot_drive_is_an_error_naming_it():
@@ -134,6 +143,6 @@ def test_a_model_the_noise_cannot_drive_is_an_error_naming_it():
             return self.fc(x + y)
 
     with pytest.raises(vcwc.InputError, match="forward pass of NeedsTwoInputs failed"):
-        vcwc.compress(NeedsTwoInputs(), SMALLEST, input_shape=(8,))
+        vcwc.compress(NeedsTwoInputs(), SMALLEST.with_changes(rounding="gptq"), input_shape=(8,))
     weight_only = vcwc.compress(NeedsTwoInputs().state_dict(), SMALLEST)  # no architecture: weight-only
     assert weight_only.recipe["rounding"] == "nearest" and weight_only.recipe["bias_correction"] == "off"

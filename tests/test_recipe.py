@@ -24,9 +24,10 @@ def test_named_recipes_say_what_they_are():
 
 def test_auto_methods_resolve_on_the_architecture():
     smallest = RECIPES["smallest"]
-    with_arch, without = smallest.resolved(architecture=True), smallest.resolved(architecture=False)
+    with_arch = smallest.resolved(architecture=True, representative_inputs=True)
     assert (with_arch.rounding, with_arch.bias_correction) == ("gptq", "on")
-    assert (without.rounding, without.bias_correction) == ("nearest", "off")
+    for without in (smallest.resolved(architecture=True), smallest.resolved(representative_inputs=True)):
+        assert (without.rounding, without.bias_correction) == ("nearest", "off")
     assert not smallest.needs_architecture and smallest.with_changes(rounding="gptq").needs_architecture
     auto = Recipe(codec=CodecSettings("auto"))
     assert auto.resolved(codec="x265").codec.name == "x265"

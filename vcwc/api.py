@@ -285,7 +285,20 @@ def _compress(
     architecture = _architecture(arch, input_shape, recipe)
     if isinstance(calibration, (str, os.PathLike)):
         calibration = load_calibration(calibration)
-    recipe = recipe.resolved(codec=codec.name, architecture=architecture is not None)
+    representative = calibration is not None or _has_batchnorm(source)
+    resolved = recipe.resolved(
+        codec=codec.name, architecture=architecture is not None, representative_inputs=representative
+    )
+    if (
+        architecture is not None
+        and not representative
+        and resolved != recipe.resolved(codec=codec.name, architecture=True, representative_inputs=True)
+    ):
+        notes.append(
+            "auto: gptq rounding and bias correction stay off: without --calibration the model (no BatchNorm) "
+            "is measured on random inputs, whose layer statistics are not its data's"
+        )
+    recipe = resolved
     candidates = make_plan(source, recipe, codec, settings)
     # Given an architecture, every way it fails (import, build, weights, forward pass) is an error: the
     # user asked for the methods it serves.
@@ -324,10 +337,22 @@ def _compress(
         return writer.finish(metadata)
 
 
+def _has_batchnorm(source) -> bool:
+    """BatchNorm layers normalize noise to the statistics they were trained on, so the data-free
+    methods' layer statistics from noise resemble the data's (their buffers name them)."""
+    return any(name.endswith(".running_var") for name in source.names)
+
+
 def _architecture(arch, input_shape, recipe: Recipe) -> Architecture | None:
     if arch is None:
         if recipe.needs_architecture:
-            method = "gptq rounding" if recipe.rounding == "gptq" else "bias correction"
+            method = (
+                "gptq rounding"
+                if recipe.rounding == "gptq"
+                else "bias correction"
+                if recipe.bias_correction == "on"
+                else "step allocation by sensitivity"
+            )
             raise InputError(f"{method} needs the model's architecture (arch=...)")
         return None
     return resolve(arch, input_shape)

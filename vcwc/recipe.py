@@ -255,11 +255,18 @@ class Recipe:
                 return override.qp
         return self.codec.qp
 
-    def resolved(self, *, codec: str | None = None, architecture: bool = False) -> Recipe:
-        """The recipe with its "auto" choices made: the codec picked, methods on where an architecture is known."""
-        lossless = self.codec.qp is None
-        rounding = ("gptq" if architecture and lossless else "nearest") if self.rounding == "auto" else self.rounding
-        bias = ("on" if architecture else "off") if self.bias_correction == "auto" else self.bias_correction
+    def resolved(
+        self, *, codec: str | None = None, architecture: bool = False, representative_inputs: bool = False
+    ) -> Recipe:
+        """The recipe with its "auto" choices made: the codec picked; with the
+        architecture, step allocation by sensitivity, and gptq rounding and bias correction where the
+        inputs they are measured on are `representative_inputs` (real calibration inputs, or noise through
+        a network whose BatchNorms normalize it)."""
+        statistics = architecture and representative_inputs
+        rounding = self.rounding
+        if rounding == "auto":
+            rounding = "gptq" if statistics and self.codec.qp is None else "nearest"
+        bias = ("on" if statistics else "off") if self.bias_correction == "auto" else self.bias_correction
         codec_settings = replace(self.codec, name=codec) if codec and self.codec.name == "auto" else self.codec
         allocation = self.quantizer.allocation
         if allocation == "auto":
@@ -370,7 +377,7 @@ RECIPES: dict[str, Recipe] = {
     "smallest": Recipe(
         "smallest",
         CodecSettings("x264"),
-        QuantizerSettings(step_qp=-16),
+        QuantizerSettings(step_qp=-16, allocation="auto"),
         rounding="auto",
         bias_correction="auto",
         raw_fallback=True,

@@ -62,7 +62,7 @@ def add_parser(commands) -> None:
     scales.add_argument(
         "--per-tensor", action="store_const", const="per_tensor", dest="granularity", help="one scale per tensor"
     )
-    p.add_argument("--bits", type=int, help="quantization bits, 2..8")
+    p.add_argument("--bits", type=int, help="quantization bits, 2..10 (9 and 10 in 10-bit frames)")
     step = p.add_mutually_exclusive_group()
     step.add_argument(
         "--step-qp",
@@ -90,7 +90,8 @@ def add_parser(commands) -> None:
         "--rounding",
         choices=["nearest", "gptq", "auto"],
         help="how weights take their levels: nearest, gptq (error-compensating rounding steered by "
-        "noise, no data; needs --arch), or auto (gptq where --arch is given)",
+        "noise, no data; needs --arch), or auto (gptq where --arch is given and the inputs are --calibration "
+        "or the network has BatchNorm; docs/recipes.md)",
     )
     bias = p.add_mutually_exclusive_group()
     bias.add_argument(
@@ -381,7 +382,7 @@ def _target_search(args, model, recipe: Recipe):
         args.target_drop,
         max_evaluations=args.max_evaluations,
         selection=recipe.selection,
-        rounding=recipe.resolved(architecture=True).rounding,
+        rounding=recipe.resolved(architecture=True, representative_inputs=True).rounding,
         progress=True,
     )
 
