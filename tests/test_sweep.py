@@ -191,3 +191,24 @@ def test_every_sweep_correction_is_read_back_from_its_recipe(correction):
     recipe = sweep_recipe("x264", "step", -16, correction)
     assert correction_of(recipe) == (None if correction == "none" else correction)
     assert recipe.quantizer.step_qp == -16 and recipe.codec.qp is None
+
+
+def test_a_module_callable_architecture_with_its_input_shape_from_toml(tmp_path, cifar10_dir, monkeypatch):
+    """An architecture the registry does not know, built by the user's function: the noise needs its shape."""
+    (tmp_path / "sweep_models.py").write_text(
+        "from vcwc.models.cifar import CifarResNet\n\ndef resnet20():\n    return CifarResNet(20)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "models.toml"
+    weights, data = cifar10_dir / "resnet20-12fca82f.th", cifar10_dir / "cifar10_test_jpeg.npz"
+    entry = f'[[model]]\npath = "{weights}"\narch = "sweep_models:resnet20"\ndata = "{data}"\nlimit = 100\n'
+    config.write_text(entry + "input_shape = [3, 32, 32]\n")
+    (model,) = ModelSpec.parse(str(config))
+    assert model.input_shape == (3, 32, 32)
+    points = plan_points([model], ["x264"], ["step"], step_qps=[-16], baselines=(), corrections=("gptq+bias",))
+    (record,) = Sweep(tmp_path / "s", progress=False).run(points)
+    assert record["status"] == "ok", record.get("error")
+    assert record["recipe"]["rounding"] == "gptq" and record["agreement"] > 80
+    config.write_text(entry + 'input_shape = "3x32x32"\n')
+    with pytest.raises(InputError, match="input_shape must be a list of positive ints"):
+        ModelSpec.parse(str(config))

@@ -80,10 +80,11 @@ class ModelUnderTest:
     progress: bool = False
     selection: Selection = field(default_factory=Selection)
     evaluation_store: Path | None = None  # folder of scores kept across processes and reruns
+    input_shape: tuple[int, ...] | None = None  # for an architecture that does not record its own
     _scores: dict[str, EvalResult] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
-        architecture = resolve(self.arch)
+        architecture = resolve(self.arch, self.input_shape)
         self.preprocess = architecture.preprocess or DEFAULT_PREPROCESS
         self.state_dict = self.loaded.state_dict()
         self.module = build_model(architecture, self.state_dict)
@@ -153,7 +154,6 @@ class ModelUnderTest:
 
     def run_codec(self, recipe: Recipe, *, ffmpeg_path: str | None = None, jobs: int | None = None) -> dict:
         """Compress, decompress and score one recipe; a JSON-able record."""
-        uses_architecture = recipe.rounding != "nearest" or recipe.bias_correction != "off"
         start = time.perf_counter()
         with warnings.catch_warnings():  # the record keeps them, beside the SNR that explains them
             warnings.simplefilter("ignore", VcwcWarning)
@@ -162,7 +162,8 @@ class ModelUnderTest:
                 recipe.with_changes(selection=self.selection),
                 ffmpeg_path=ffmpeg_path,
                 jobs=jobs,
-                arch=self.arch if uses_architecture else None,
+                arch=self.arch,
+                input_shape=self.input_shape,
             )
         encode_seconds = time.perf_counter() - start
         start = time.perf_counter()

@@ -41,15 +41,20 @@ class ModelSpec:
     arch: str
     data: str
     limit: int | None = None
+    input_shape: tuple[int, ...] | None = None  # the noise's shape, for a MODULE:CALLABLE architecture
 
     @classmethod
     def parse(cls, text: str) -> list[ModelSpec]:
-        """`PATH:ARCH:DATA[:LIMIT]`, or a .toml file with [[model]] tables (name, path, arch, data, limit)."""
+        """`PATH:ARCH:DATA[:LIMIT]`, or a .toml file with [[model]] tables (name, path, arch, data, limit,
+        input_shape)."""
         if text.endswith(".toml"):
             return cls.from_toml(Path(text))
         parts = text.split(":")
         if len(parts) not in (3, 4):
-            raise InputError(f"model spec {text!r}: expected PATH:ARCH:DATA[:LIMIT] or a .toml file")
+            raise InputError(
+                f"model spec {text!r}: expected PATH:ARCH:DATA[:LIMIT] or a .toml file "
+                "(where a MODULE:CALLABLE architecture goes)"
+            )
         limit = int(parts[3]) if len(parts) == 4 else None
         return [cls(Path(parts[0]).stem, parts[0], parts[1], parts[2], limit)]
 
@@ -69,8 +74,14 @@ class ModelSpec:
                 str((base / entry[key]).resolve()) if not Path(entry[key]).is_absolute() else entry[key]
                 for key in ("path", "data")
             )
+            shape = entry.get("input_shape")
+            if shape is not None and not (
+                isinstance(shape, list) and shape and all(isinstance(n, int) and n > 0 for n in shape)
+            ):
+                raise InputError(f"{path}: [[model]] number {index + 1}: input_shape must be a list of positive ints")
+            name = entry.get("name", Path(model_path).stem)
             specs.append(
-                cls(entry.get("name", Path(model_path).stem), model_path, entry["arch"], data, entry.get("limit"))
+                cls(name, model_path, entry["arch"], data, entry.get("limit"), tuple(shape) if shape else None)
             )
         if not specs:
             raise InputError(f"{path}: no [[model]] entries")
@@ -126,7 +137,8 @@ class Point:
         return Point(self.model, self.method, self.recipe, self.nncodec_qp, eval_limit)
 
     def settings(self, model_digest: str) -> dict:
-        settings = {"model": {**asdict(self.model), "sha256": model_digest}, "eval_limit": self.eval_limit}
+        model = {key: value for key, value in asdict(self.model).items() if value is not None or key != "input_shape"}
+        settings = {"model": {**model, "sha256": model_digest}, "eval_limit": self.eval_limit}
         if self.recipe is not None:
             return {**settings, "recipe": self.recipe.to_dict()}
         return {**settings, "method": self.method, "qp": self.nncodec_qp}

@@ -196,5 +196,7 @@ def _subject(spec, limit: int | None, files: dict[str, str]) -> _SweptModel:
         # Named by the driver's path wherever the copy lies: the evaluation keys hash the data's name.
         dataset = replace(dataset, source=str(Path(spec.data)))
         loaded = load_model(files.get(spec.path, spec.path))
-        _SUBJECTS[key] = _SweptModel(spec.name, loaded, spec.arch, dataset, evaluation_store=Path("evaluations"))
+        _SUBJECTS[key] = _SweptModel(
+            spec.name, loaded, spec.arch, dataset, evaluation_store=Path("evaluations"), input_shape=spec.input_shape
+        )
     return _SUBJECTS[key]
