@@ -377,7 +377,9 @@ RECIPES: dict[str, Recipe] = {
     "smallest": Recipe(
         "smallest",
         CodecSettings("x264"),
-        QuantizerSettings(step_qp=-16, allocation="auto"),
+        # 10 bits: a tensor with outliers keeps the fixed step in 10-bit frames instead of a coarser scale
+        # (tensors within 127 levels stay in 8-bit frames).
+        QuantizerSettings(bits=10, step_qp=-16, allocation="auto"),
         rounding="auto",
         bias_correction="auto",
         raw_fallback=True,
