@@ -49,6 +49,8 @@ from collections import Counter
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from vcwc.format.records import DTYPE_BYTES
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = REPO_ROOT / "tests" / "golden" / "tiny_x264_v1.vcwc"
 TIMEOUT_SECONDS = 20.0
@@ -354,18 +356,6 @@ def _int64(value: int) -> int:
     return (value + 2**63) % 2**64 - 2**63
 
 
-ELEMENT_SIZES = {
-    "float32": 4,
-    "float16": 2,
-    "bfloat16": 2,
-    "float64": 8,
-    "int64": 8,
-    "int32": 4,
-    "int16": 2,
-    "int8": 1,
-    "uint8": 1,
-    "bool": 1,
-}
 SHAPES = (
     [0, 2**62],
     [0, 2**63],
@@ -401,7 +391,7 @@ def _reshape(doc: dict, rng: random.Random, seed: Seed) -> str | None:
     uncoded = record.get("uncoded")
     if isinstance(uncoded, dict):
         dtype = "float16" if uncoded.get("encoding") == "float16" else record.get("dtype")
-        uncoded["length"] = elements * ELEMENT_SIZES.get(dtype, 4)
+        uncoded["length"] = elements * DTYPE_BYTES.get(dtype, 4)
     layout = record.get("layout")
     if isinstance(layout, dict) and shape:
         rest = 1
@@ -497,7 +487,7 @@ def _alias(doc: dict, rng: random.Random, seed: Seed) -> str | None:
         tensors.insert(rng.randrange(len(tensors) + 1), record)
     record["alias_of"] = rng.choice(names)
     if rng.random() < 0.3:
-        record["dtype"] = rng.choice(list(ELEMENT_SIZES))
+        record["dtype"] = rng.choice(list(DTYPE_BYTES))
     return f"alias {str(record.get('name'))[:40]!r} of {str(record['alias_of'])[:40]!r}"
 
 

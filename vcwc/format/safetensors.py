@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .records import DTYPE_BYTES
 
 # vcwc's dtype names and safetensors' codes.
 CODES = {
@@ -33,18 +34,7 @@ CODES = {
     "bool": "BOOL",
 }
 DTYPES = {code: name for name, code in CODES.items()}
-ITEM_BYTES = {
-    "float32": 4,
-    "float16": 2,
-    "bfloat16": 2,
-    "float64": 8,
-    "int64": 8,
-    "int32": 4,
-    "int16": 2,
-    "int8": 1,
-    "uint8": 1,
-    "bool": 1,
-}
+ITEM_BYTES = DTYPE_BYTES
 MAX_HEADER_BYTES = 100 << 20  # the limit the safetensors library sets
 ALIGNMENT = 8  # the header is padded with spaces so that data starts on an 8-byte boundary
 BLOCK_ELEMENTS = 1 << 22  # values converted at once: bounds the temporaries of a large tensor
