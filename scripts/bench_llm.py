@@ -7,12 +7,15 @@ smallest` over a step-QP ladder (weight-only, and with the architecture given); 
 int8 per channel + zstd -19 on the same weights; encode and decode throughput; peak resident memory.
 
 The checkpoint was made from a 4-bit (Q4_1) gguf, so its weights sit on per-block grids that a method could
-exploit. The same ladders run again on a copy with Gaussian noise of a tenth of each 32-block's Q4_1 step
-added to every quantized matrix, to show that the ranking holds without the grid.
+exploit. Shorter ladders of `smallest` with the architecture and of NNCodec run again on a copy with
+Gaussian noise of a tenth of each 32-block's Q4_1 step added to every quantized matrix, to show that the
+ranking holds without the grid.
 
-Writes results/llm/llm.json and llm.md. Points are kept in results/llm/points/ (a rerun skips them).
+Writes results/llm/llm.json and llm.md. Points are kept in results/llm/points/ (a rerun skips them); the
+points that scripts/generality.py runs identically on the original checkpoint (`smallest` with the
+architecture, NNCodec, int8 + zstd) are kept once, in results/generality/points/.
 
-    python scripts/bench_llm.py [--ladder -28 -26 -24 -22] [--skip-noisy]
+    python scripts/bench_llm.py [--ladder Q ...] [--nncodec-qps Q ...] [--skip-noisy]
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from vcwc.files import atomic_write
 from vcwc.format.safetensors import SafetensorsFile, SafetensorsWriter, from_array
 
 BLOCK = 32  # values per Q4_1 block along a row
+# This script's methods that scripts/generality.py runs identically on the original checkpoint, by its names.
+SHARED_WITH_GENERALITY = {"smallest+arch": "vcwc", "nncodec": "nncodec", "int8_zstd": "int8_zstd"}
 
 
 class LanguageModel(Suite):
@@ -43,6 +48,10 @@ class LanguageModel(Suite):
         super().__init__(SUITE["smollm2-135m"], out, folder)
 
     def record_path(self, method: str, setting) -> Path:
+        if self.label == "original" and method in SHARED_WITH_GENERALITY:
+            # The same command or measurement on the same weights as the generality suite's: one record serves both.
+            name = f"{self.model.name}--{SHARED_WITH_GENERALITY[method]}--{setting}.json"
+            return RESULTS / "generality" / "points" / name
         return self.out / "points" / f"{self.label}--{method}--{setting}.json"
 
     def command_point(self, recipe: list[str], use_arch: bool = False) -> dict:
@@ -136,8 +145,11 @@ def markdown(records: list[dict], reference: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ladder", type=int, nargs="+", default=[-30, -28, -26, -24, -22, -20])
-    parser.add_argument("--nncodec-qps", type=int, nargs="+", default=[-34, -32, -30, -28, -26])
+    parser.add_argument("--ladder", type=int, nargs="+", default=[-27, -26, -25, -24, -23, -22, -18])
+    parser.add_argument("--weight-only-ladder", type=int, nargs="+", default=[-26, -24, -22])
+    parser.add_argument("--nncodec-qps", type=int, nargs="+", default=[-32, -31, -30, -29, -28])
+    parser.add_argument("--noisy-ladder", type=int, nargs="+", default=[-26, -24, -22])
+    parser.add_argument("--noisy-nncodec-qps", type=int, nargs="+", default=[-31, -30, -29])
     parser.add_argument("--skip-noisy", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "llm")
     args = parser.parse_args()
@@ -157,10 +169,8 @@ def main() -> int:
                 ("lossless", "per_tensor", lambda s=suite: s.command_point(["--recipe", "lossless"])),
                 ("lossless", "per_channel", lambda s=suite: s.command_point(["--recipe", "lossless", "--per-channel"])),
             ]
-        for qp in args.ladder:
-            runs.append(
-                ("smallest", qp, lambda s=suite, q=qp: s.command_point(["--recipe", "smallest", f"--step-qp={q}"]))
-            )
+        original = label == "original"
+        for qp in args.ladder if original else args.noisy_ladder:
             runs.append(
                 (
                     "smallest+arch",
@@ -168,8 +178,14 @@ def main() -> int:
                     lambda s=suite, q=qp: s.command_point(["--recipe", "smallest", f"--step-qp={q}"], use_arch=True),
                 )
             )
-        runs.append(("int8_zstd", "per_channel", suite.int8_zstd))
-        runs += [("nncodec", qp, lambda s=suite, q=qp: s.nncodec(q)) for qp in args.nncodec_qps]
+        for qp in args.weight_only_ladder if original else ():
+            runs.append(
+                ("smallest", qp, lambda s=suite, q=qp: s.command_point(["--recipe", "smallest", f"--step-qp={q}"]))
+            )
+        if original:
+            runs.append(("int8_zstd", "per_channel", suite.int8_zstd))
+        runs += [("nncodec", qp, lambda s=suite, q=qp: s.nncodec(q)) for qp in args.nncodec_qps if original]
+        runs += [("nncodec", qp, lambda s=suite, q=qp: s.nncodec(q)) for qp in args.noisy_nncodec_qps if not original]
         for method, setting, run in runs:
             record = suite.point(method, setting, run)
             records.append({**record, "checkpoint": label})

@@ -3,8 +3,8 @@
 Warm process, model already in memory, median of --repeats (default 5) timed calls, for:
   - a torchvision-shaped ResNet-50 with random weights (25.5 M coded weights), and
   - the CIFAR-10 ResNet-56 from the shared data (0.85 M), where process start-up dominates.
-vcwc runs the fixed-step quantizer with the codec lossless on the symbols (the recipe of the size
-targets) at one step QP, chosen per model so that the file lands near --target-bpw bits per weight,
+vcwc runs the `smallest` recipe as users run it, and faster variants of it (OPERATING_POINTS), at one
+base step QP, chosen per model so that the file lands near --target-bpw bits per weight,
 inside the size targets' range; NNCodec runs 4 QPs lower, where its files are about as large. Start-up
 is measured apart: a fresh `python -c "import vcwc.cli"` and NNCodec's worker import.
 
@@ -39,16 +39,26 @@ from vcwc.models.build import build_model
 from vcwc.quant.quantize import QuantConfig, quantize
 from vcwc.recipe import step_from_qp
 
-# (codec, preset, rounding). All with the data-free bias correction. The size targets' smallest files are
-# x264 at its default preset with gptq rounding; nearest rounding is the faster encoder of the same format.
-# Speed operating points: superfast (same symbols, lossless, size within about 1%) and ultrafast (CAVLC
-# instead of CABAC: faster decoding for about 13% more bits); SVT-AV1 shows an AV1 path decoded by dav1d.
+# (label, changes to the `smallest` recipe). First the recipe as users run it (given the architecture:
+# steps allocated by sensitivity, gptq rounding, bias correction); then one step for every tensor with
+# nearest rounding and bias correction, the faster encoder of the same format, at speed operating points:
+# superfast (same symbols, lossless, size within about 1%), ultrafast (CAVLC instead of CABAC: faster
+# decoding for about 13% more bits), and SVT-AV1, an AV1 path decoded by dav1d.
 OPERATING_POINTS = [
-    ("x264", None, "gptq"),
-    ("x264", None, "nearest"),
-    ("x264", "superfast", "nearest"),
-    ("x264", "ultrafast", "nearest"),
-    ("svtav1", "12", "nearest"),
+    ("vcwc --recipe smallest (x264, sensitivity allocation, gptq rounding, bias correction)", {}),
+    ("vcwc x264, one step, nearest rounding + bias correction", {"allocation": "uniform", "rounding": "nearest"}),
+    (
+        "vcwc x264 preset superfast, one step, nearest rounding + bias correction",
+        {"allocation": "uniform", "rounding": "nearest", "preset": "superfast"},
+    ),
+    (
+        "vcwc x264 preset ultrafast, one step, nearest rounding + bias correction",
+        {"allocation": "uniform", "rounding": "nearest", "preset": "ultrafast"},
+    ),
+    (
+        "vcwc svtav1 preset 12, one step, nearest rounding + bias correction",
+        {"allocation": "uniform", "rounding": "nearest", "codec": "svtav1", "preset": "12"},
+    ),
 ]
 ARCHS = {"ResNet-50 (random weights)": "resnet50", "ResNet-56 (CIFAR-10)": "cifar_resnet56"}
 
@@ -77,17 +87,14 @@ def timed(function, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def measure_vcwc(loaded, arch: str, step_qp: int, codec: str, preset: str | None, rounding: str, repeats: int) -> dict:
-    recipe = vcwc.RECIPES["lossless"].with_changes(
-        codec=codec, step_qp=step_qp, preset=preset, bias_correction="on", rounding=rounding
-    )
+def measure_vcwc(loaded, arch: str, step_qp: int, label: str, changes: dict, repeats: int) -> dict:
+    recipe = vcwc.RECIPES["smallest"].with_changes(step_qp=step_qp, bias_correction="on", **changes)
     encode_seconds, compressed = timed(lambda: vcwc.compress(loaded, recipe, arch=arch), repeats)
     decode_seconds, _ = timed(lambda: vcwc.decompress(compressed.data), repeats)
-    report = compressed.size_report()
-    method = f"vcwc {codec}" + (f" preset {preset}" if preset else "") + f", {rounding} rounding + bias correction"
     return {
-        "method": method,
-        "bits_per_weight": report.bits_per_weight,
+        "method": label,
+        "recipe": compressed.recipe,
+        "bits_per_weight": compressed.size_report().bits_per_weight,
         "encode_seconds": encode_seconds,
         "decode_seconds": decode_seconds,
     }
@@ -145,8 +152,8 @@ def main() -> int:
         weights = sum(t.numel() for t in coded(loaded.state_dict()).values())
         step_qp = pick_step_qp(loaded.state_dict(), args.target_bpw)
         measured = [
-            measure_vcwc(loaded, ARCHS[model_name], step_qp, codec, preset, rounding, args.repeats)
-            for codec, preset, rounding in OPERATING_POINTS
+            measure_vcwc(loaded, ARCHS[model_name], step_qp, label, changes, args.repeats)
+            for label, changes in OPERATING_POINTS
         ]
         try:
             measured.append(measure_nncodec(loaded, step_qp, args.repeats))
@@ -190,8 +197,8 @@ def main() -> int:
 def markdown(rows: list[dict], startup: float, environment: dict) -> str:
     lines = [
         f"Median of {environment['repeats']} timed calls in a warm process, model in memory; "
-        f"{environment['cpus']} CPUs, {environment['ffmpeg']}. vcwc: one fixed step for every tensor "
-        "(step QP), the codec lossless on the symbols; NNCodec 4 QPs lower, at a similar size. "
+        f"{environment['cpus']} CPUs, {environment['ffmpeg']}. vcwc: the `smallest` recipe at one base "
+        "step QP (the codec lossless on the symbols); NNCodec 4 QPs lower, at a similar size. "
         "Ratios are against NNCodec on the same model.",
         "",
         "| model | method | step QP | bits/weight | encode M weights/s | decode M weights/s | "
