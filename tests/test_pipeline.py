@@ -206,6 +206,19 @@ def test_symbols_wider_than_int8_go_to_10_bit_frames_bit_exactly(codec):
     assert (capped["outlier.weight"] - model["outlier.weight"]).abs().max() > vcwc.step_from_qp(-20)  # coarser scale
 
 
+def test_with_a_fixed_step_only_the_row_holding_an_outlier_is_coarser_and_the_file_says_so():
+    torch.manual_seed(5)
+    model = {"layer.weight": torch.randn(40, 70) * 0.05}
+    model["layer.weight"][3, 5] = 10.0  # 320 steps of 2^-5: beyond the 127 levels of int8
+    compressed = vcwc.compress(model, LOSSLESS.with_changes(codec="x264", step_qp=-20))
+    (record,) = compressed.meta.tensors
+    assert record.quantizer.granularity == "per_channel" and record.quantizer.scales.count == 40
+    error = (vcwc.decompress(compressed.data)["layer.weight"] - model["layer.weight"]).abs()
+    others = torch.arange(40) != 3
+    assert error[others].max() <= vcwc.step_from_qp(-20) / 2 * 1.0001
+    assert vcwc.step_from_qp(-20) / 2 < error[3].max() <= 10.0 / 127 / 2 * 1.0001
+
+
 def test_a_tensor_never_costs_more_than_its_raw_int8_symbols(models_dir, tmp_path):
     from vcwc.codecs.streams import extract
     from vcwc.format.container import Container

@@ -127,6 +127,15 @@ def test_fixed_step_quantizes_every_tensor_on_the_same_grid_without_clipping():
         QuantConfig(step=0.0)
 
 
+def test_fixed_step_coarsens_only_the_rows_that_hold_outliers():
+    weights = torch.tensor([[0.05, -0.031], [5.0, -1.0], [0.2, 0.01]])  # row 1 would need 500 levels
+    q = quantize(weights, QuantConfig(step=0.01))
+    assert q.scales.tolist() == pytest.approx([0.01, 5.0 / 127, 0.01])
+    assert q.symbols.tolist() == [[5, -3], [127, -25], [20, 1]]
+    within = quantize(weights[[0, 2]], QuantConfig(step=0.01))
+    assert within.scales.tolist() == [pytest.approx(0.01)]  # one scale where no row needs more
+
+
 def test_entropy_bits_counts_whole_array():
     # Four equally frequent symbols, including both int8 ends: 2 bits each.
     symbols = np.array([-128, -1, 0, 127] * 16, dtype=np.int8)

@@ -228,7 +228,9 @@ def _finish_tensor(
         source.dtype(name),
         tuple(q.symbols.shape),
         "video",
-        quantizer=QuantizerRecord(q.config.granularity, q.config.bits, q.config.max_level, scales, rounding),
+        quantizer=QuantizerRecord(
+            "per_channel" if len(q.scales) > 1 else "per_tensor", q.config.bits, q.config.max_level, scales, rounding
+        ),
         arrangement=tensor_plan.arrangement,
         matrix=layout.matrix_shape(q.symbols.shape, tensor_plan.arrangement),
         payload=payload,

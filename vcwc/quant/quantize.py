@@ -21,11 +21,12 @@ class QuantConfig:
     """How one tensor is quantized: symbol = round(w / scale), scale = max|w| / max_level.
 
     `per_channel` gives each output channel (dimension 0) its own scale. `bits=8` is int8 (max_level
-    127); fewer bits give fewer levels, more (up to 10: max_level 511) wider symbols, held as int16. `step` fixes the scale in weight units (as
-    NNC's QP does), so that symbols are few and small; a tensor whose range would need more than
-    `max_level` steps gets the coarser scale max|w| / max_level instead of being clipped.
-    `rounding="gptq"` picks each weight's level on the same grid by error-compensating rounding
-    (vcwc.quant.gptq); the decoder is the same either way.
+    127); fewer bits give fewer levels, more (up to 10: max_level 511) wider symbols, held as int16.
+    `step` fixes the scale in weight units (as NNC's QP does), so that symbols are few and small; an output
+    channel (row) whose range would need more than `max_level` steps gets its own coarser scale
+    max|w| / max_level instead of being clipped, and the tensor then has a scale per row (the step for
+    every row but those). `rounding="gptq"` picks each weight's level on the same grid by
+    error-compensating rounding (vcwc.quant.gptq); the decoder is the same either way.
     """
 
     granularity: str = "per_tensor"
@@ -76,13 +77,18 @@ def scales_of(values: np.ndarray, config: QuantConfig) -> np.ndarray:
     """float32 scales: the stored value is the one used to quantize, so dequantization reproduces it."""
     matrix = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
     if matrix.size == 0:
-        peaks = np.zeros(matrix.shape[0] if config.granularity == "per_channel" else 1)
+        return np.zeros(matrix.shape[0] if config.granularity == "per_channel" else 1, dtype=np.float32)
+    rows = np.concatenate(
+        [np.abs(matrix[block].astype(np.float64)).max(axis=1) for block in _row_blocks(*matrix.shape)]
+    )
+    if config.granularity == "per_channel" and values.ndim:
+        peaks = rows
+    elif config.step is not None and values.ndim >= 2 and rows.max() > config.step * config.max_level:
+        # Outliers: only the rows (output channels) that hold them get a coarser scale; the others keep the
+        # step. A scale per row costs 4 bytes a row; one coarser scale would coarsen every weight.
+        peaks = rows
     else:
-        peaks = np.concatenate(
-            [np.abs(matrix[rows].astype(np.float64)).max(axis=1) for rows in _row_blocks(*matrix.shape)]
-        )
-        if config.granularity != "per_channel" or values.ndim == 0:
-            peaks = np.array([peaks.max()])
+        peaks = np.array([rows.max()])
     scales = peaks / config.max_level
     if config.step is not None:
         scales = np.maximum(scales, config.step)
