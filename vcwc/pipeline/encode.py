@@ -229,7 +229,11 @@ def _finish_tensor(
         tuple(q.symbols.shape),
         "video",
         quantizer=QuantizerRecord(
-            "per_channel" if len(q.scales) > 1 else "per_tensor", q.config.bits, q.config.max_level, scales, rounding
+            "per_channel" if len(q.scales) > 1 else q.config.granularity,
+            q.config.bits,
+            q.config.max_level,
+            scales,
+            rounding,
         ),
         arrangement=tensor_plan.arrangement,
         matrix=layout.matrix_shape(q.symbols.shape, tensor_plan.arrangement),
