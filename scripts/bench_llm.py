@@ -128,16 +128,21 @@ def markdown(records: list[dict], reference: dict) -> str:
         "encode peak RSS | decode peak RSS |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    labels = {shared: method for method, shared in SHARED_WITH_GENERALITY.items()}
     for r in records:
         quality = r["quality"]
-        speed = (
-            f"{r['weights_per_second_encode'] / 1e6:.2f} | {r['weights_per_second_decode'] / 1e6:.2f} | "
-            f"{r['encode']['peak_rss_bytes'] / 2**30:.2f} GiB | {r['decode']['peak_rss_bytes'] / 2**30:.2f} GiB"
-            if "encode" in r and isinstance(r["encode"], dict)
-            else "- | - | - | -"
-        )
+        if isinstance(r.get("encode"), dict):
+            speed = (
+                f"{r['weights_per_second_encode'] / 1e6:.2f} | {r['weights_per_second_decode'] / 1e6:.2f} | "
+                f"{r['encode']['peak_rss_bytes'] / 2**30:.2f} GiB | {r['decode']['peak_rss_bytes'] / 2**30:.2f} GiB"
+            )
+        elif "encode_seconds" in r and "coded_weights" in r:  # run by scripts/generality.py: time, no memory
+            rates = [r["coded_weights"] / r[key] / 1e6 for key in ("encode_seconds", "decode_seconds")]
+            speed = f"{rates[0]:.2f} | {rates[1]:.2f} | - | -"
+        else:
+            speed = "- | - | - | -"
         lines.append(
-            f"| {r['checkpoint']} | {r['method']} | {r['setting']} | {r['bits_per_weight']:.3f} | "
+            f"| {r['checkpoint']} | {labels.get(r['method'], r['method'])} | {r['setting']} | {r['bits_per_weight']:.3f} | "
             f"{quality['perplexity']:.3f} | {quality['perplexity_change']:+.2f} | {speed} |"
         )
     return "\n".join(lines) + "\n"
@@ -146,9 +151,9 @@ def markdown(records: list[dict], reference: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ladder", type=int, nargs="+", default=[-27, -26, -25, -24, -23, -22, -18])
-    parser.add_argument("--weight-only-ladder", type=int, nargs="+", default=[-26, -24, -22])
+    parser.add_argument("--weight-only-ladder", type=int, nargs="+", default=[-26, -24])
     parser.add_argument("--nncodec-qps", type=int, nargs="+", default=[-32, -31, -30, -29, -28])
-    parser.add_argument("--noisy-ladder", type=int, nargs="+", default=[-26, -24, -22])
+    parser.add_argument("--noisy-ladder", type=int, nargs="+", default=[-26, -24])
     parser.add_argument("--noisy-nncodec-qps", type=int, nargs="+", default=[-31, -30, -29])
     parser.add_argument("--skip-noisy", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "llm")
