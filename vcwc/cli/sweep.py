@@ -33,7 +33,8 @@ def add_parser(commands) -> None:
         required=True,
         metavar="SPEC",
         help="PATH:ARCH:DATA[:LIMIT] with a registered ARCH, or a .toml file of [[model]] tables (name, "
-        "path, arch, data, limit; arch may be MODULE:CALLABLE there)",
+        "path, arch, data, limit, input_shape; arch may be MODULE:CALLABLE there, with input_shape such as "
+        "[3, 224, 224] where the registry has none)",
     )
     p.add_argument("--codecs", default=",".join(SOFTWARE_CODECS), help="comma-separated codecs or profiles")
     p.add_argument("--qps", help="comma-separated QPs, 'lossless' for lossless (default: each codec's own ladder)")
