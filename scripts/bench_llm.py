@@ -36,6 +36,7 @@ from vcwc.files import atomic_write
 from vcwc.format.safetensors import SafetensorsFile, SafetensorsWriter, from_array
 
 BLOCK = 32  # values per Q4_1 block along a row
+SMALLEST = ("--recipe", "smallest")
 # This script's methods that scripts/generality.py runs identically on the original checkpoint, by its names.
 SHARED_WITH_GENERALITY = {"smallest+arch": "vcwc", "nncodec": "nncodec", "int8_zstd": "int8_zstd"}
 
@@ -58,19 +59,7 @@ class LanguageModel(Suite):
         """One recipe through the command line, with time and memory measured."""
         with tempfile.TemporaryDirectory() as temporary:
             compressed, restored = Path(temporary) / "m.vcwc", Path(temporary) / "restored"
-            command = [
-                sys.executable,
-                "-m",
-                "vcwc",
-                "compress",
-                str(self.folder),
-                "-o",
-                str(compressed),
-                "--json",
-                *recipe,
-            ]
-            if use_arch:
-                command += ["--arch", self.model.arch, "--input-shape", "128"]
+            command = self.compress_command(compressed, recipe, use_arch)
             encode = run_measured(command)
             decode = run_measured([sys.executable, "-m", "vcwc", "decompress", str(compressed), "-o", f"{restored}/"])
             summary = json.loads(encode.pop("stdout"))
@@ -168,29 +157,27 @@ def main() -> int:
     for label, folder in checkpoints.items():
         suite = LanguageModel(folder, args.out, label)
         reference = reference or suite.reference
+        original = label == "original"
         runs = []
-        if label == "original":
+        if original:
             runs += [
                 ("lossless", "per_tensor", lambda s=suite: s.command_point(["--recipe", "lossless"])),
                 ("lossless", "per_channel", lambda s=suite: s.command_point(["--recipe", "lossless", "--per-channel"])),
             ]
-        original = label == "original"
-        for qp in args.ladder if original else args.noisy_ladder:
-            runs.append(
-                (
-                    "smallest+arch",
-                    qp,
-                    lambda s=suite, q=qp: s.command_point(["--recipe", "smallest", f"--step-qp={q}"], use_arch=True),
-                )
-            )
-        for qp in args.weight_only_ladder if original else ():
-            runs.append(
-                ("smallest", qp, lambda s=suite, q=qp: s.command_point(["--recipe", "smallest", f"--step-qp={q}"]))
-            )
+        runs += [
+            ("smallest+arch", q, lambda s=suite, q=q: s.command_point([*SMALLEST, f"--step-qp={q}"], use_arch=True))
+            for q in (args.ladder if original else args.noisy_ladder)
+        ]
         if original:
+            runs += [
+                ("smallest", q, lambda s=suite, q=q: s.command_point([*SMALLEST, f"--step-qp={q}"]))
+                for q in args.weight_only_ladder
+            ]
             runs.append(("int8_zstd", "per_channel", suite.int8_zstd))
-        runs += [("nncodec", qp, lambda s=suite, q=qp: s.nncodec(q)) for qp in args.nncodec_qps if original]
-        runs += [("nncodec", qp, lambda s=suite, q=qp: s.nncodec(q)) for qp in args.noisy_nncodec_qps if not original]
+        runs += [
+            ("nncodec", q, lambda s=suite, q=q: s.nncodec(q))
+            for q in (args.nncodec_qps if original else args.noisy_nncodec_qps)
+        ]
         for method, setting, run in runs:
             record = suite.point(method, setting, run)
             records.append({**record, "checkpoint": label})

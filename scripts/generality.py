@@ -77,24 +77,17 @@ class Suite:
     def measure(self, state: dict[str, torch.Tensor]) -> dict:
         return self.model.measure(self.model.load(state), self.reference)
 
+    def compress_command(self, compressed: Path, recipe: list[str], use_arch: bool) -> list[str]:
+        """`vcwc compress` of this model as users type it, with the architecture or weight-only."""
+        command = [sys.executable, "-m", "vcwc", "compress", str(self.path), "-o", str(compressed), "--json", *recipe]
+        if use_arch:
+            command += ["--arch", self.model.arch, "--input-shape", ",".join(map(str, self.model.input_shape))]
+        return command
+
     def vcwc(self, step_qp: int, use_arch: bool) -> dict:
         with tempfile.TemporaryDirectory() as folder:
             compressed, restored = Path(folder) / "model.vcwc", Path(folder) / "restored.safetensors"
-            command = [
-                sys.executable,
-                "-m",
-                "vcwc",
-                "compress",
-                str(self.path),
-                "-o",
-                str(compressed),
-                "--recipe",
-                "smallest",
-                f"--step-qp={step_qp}",
-                "--json",
-            ]
-            if use_arch:
-                command += ["--arch", self.model.arch, "--input-shape", ",".join(map(str, self.model.input_shape))]
+            command = self.compress_command(compressed, ["--recipe", "smallest", f"--step-qp={step_qp}"], use_arch)
             start = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
             if done.returncode:
