@@ -285,20 +285,7 @@ def _compress(
     architecture = _architecture(arch, input_shape, recipe)
     if isinstance(calibration, (str, os.PathLike)):
         calibration = load_calibration(calibration)
-    representative = calibration is not None or _has_batchnorm(source)
-    resolved = recipe.resolved(
-        codec=codec.name, architecture=architecture is not None, representative_inputs=representative
-    )
-    if (
-        architecture is not None
-        and not representative
-        and resolved != recipe.resolved(codec=codec.name, architecture=True, representative_inputs=True)
-    ):
-        notes.append(
-            "auto: gptq rounding and bias correction stay off: without --calibration the model (no BatchNorm) "
-            "is measured on random inputs, whose layer statistics are not its data's"
-        )
-    recipe = resolved
+    recipe = data_free.resolve_recipe(recipe, codec.name, source, architecture is not None, calibration, notes)
     candidates = make_plan(source, recipe, codec, settings)
     # Given an architecture, every way it fails (import, build, weights, forward pass) is an error: the
     # user asked for the methods it serves.
@@ -335,12 +322,6 @@ def _compress(
         records = _records(source, plan, encoded, corrected, recipe.uncoded, writer)
         metadata = _metadata(source, records, encoded, recipe, methods, corrected, binary if plan.coded else None)
         return writer.finish(metadata)
-
-
-def _has_batchnorm(source) -> bool:
-    """BatchNorm layers normalize noise to the statistics they were trained on, so the data-free
-    methods' layer statistics from noise resemble the data's (their buffers name them)."""
-    return any(name.endswith(".running_var") for name in source.names)
 
 
 def _architecture(arch, input_shape, recipe: Recipe) -> Architecture | None:

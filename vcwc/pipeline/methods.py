@@ -20,6 +20,33 @@ from ..quant.correction import BiasCorrection
 from ..quant.inputs import CalibrationInputs, driver_for
 from ..quant.noise import noise_statistics
 from ..quant.sensitivity import sensitivities, step_offsets
+from ..recipe import Recipe
+
+
+def resolve_recipe(
+    recipe: Recipe, codec: str, source: ModelSource, architecture: bool, calibration, notes: list[str]
+) -> Recipe:
+    """The recipe's "auto" choices made for this model: gptq rounding and bias correction only where the
+    inputs they are measured on are representative (real calibration inputs, or noise through BatchNorm),
+    with a note where that alone kept them off."""
+    representative = calibration is not None or _has_batchnorm(source)
+    resolved = recipe.resolved(codec=codec, architecture=architecture, representative_inputs=representative)
+    if (
+        architecture
+        and not representative
+        and resolved != recipe.resolved(codec=codec, architecture=True, representative_inputs=True)
+    ):
+        notes.append(
+            "auto: gptq rounding and bias correction stay off: without --calibration the model (no BatchNorm) "
+            "is measured on random inputs, whose layer statistics are not its data's"
+        )
+    return resolved
+
+
+def _has_batchnorm(source: ModelSource) -> bool:
+    """BatchNorm layers normalize noise to the statistics they were trained on, so the data-free
+    methods' layer statistics from noise resemble the data's (their buffers name them)."""
+    return any(name.endswith(".running_var") for name in source.names)
 
 
 @dataclass
