@@ -35,7 +35,7 @@ CODECS = ("x264", "x265", "svtav1")
 
 def video_bits_per_weight(tensors: dict[str, torch.Tensor], codec: str) -> float:
     """Lossless video on tensors that already hold whole numbers: a step of 1 makes them the symbols."""
-    recipe = vcwc.RECIPES["smallest"].with_changes(step_qp=0, codec=codec, allocation="uniform")
+    recipe = vcwc.RECIPES["smallest"].with_changes(step_qp=0, codec=codec, allocation="uniform", low_bits="off")
     return vcwc.compress(tensors, recipe).size_report().bits_per_weight
 
 

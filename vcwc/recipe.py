@@ -40,6 +40,7 @@ SWITCHES = ("off", "on", "auto")
 LAYERS = ("all", "fc")
 ARRANGEMENTS = ("rows", "kernel_blocks")
 UNCODED_STORAGE = ("exact", "float16")
+LOW_BITS = ("off", "auto")
 CUSTOM_PREFIX = "custom:"
 
 
@@ -225,6 +226,9 @@ class Recipe:
     # Store a tensor's symbols as raw int8 where its video stream would cost more (named recipes do);
     # off, every coded tensor is video, as codec comparisons want.
     raw_fallback: bool = False
+    # "auto": lossless tensors whose symbols are wide keep their lowest bits apart, stored raw, and the
+    # codec codes the rest (vcwc.format.low_bits); "off": the codec codes every bit.
+    low_bits: str = "off"
     version: int = RECIPE_VERSION
 
     def __post_init__(self):
@@ -236,6 +240,7 @@ class Recipe:
         _check_choice("arrangement", self.arrangement, ARRANGEMENTS)
         _check_choice("uncoded", self.uncoded, UNCODED_STORAGE)
         _check_type("raw_fallback", self.raw_fallback, bool)
+        _check_choice("low_bits", self.low_bits, LOW_BITS)
         object.__setattr__(self, "overrides", tuple(self.overrides))
 
     @property
@@ -367,6 +372,8 @@ class Recipe:
         parts = [f"{quantizer}, {codec}", f"{self.rounding} rounding"]
         if self.bias_correction != "off":
             parts.append(f"bias correction {self.bias_correction}")
+        if self.low_bits != "off":
+            parts.append(f"low bits apart {self.low_bits}")
         if self.overrides:
             parts.append(f"{len(self.overrides)} per-tensor overrides")
         return ", ".join(parts)
@@ -383,6 +390,7 @@ RECIPES: dict[str, Recipe] = {
         rounding="auto",
         bias_correction="auto",
         raw_fallback=True,
+        low_bits="auto",
     ),
     "fast": Recipe(
         "fast", CodecSettings("x264", preset="ultrafast"), QuantizerSettings("per_channel"), raw_fallback=True

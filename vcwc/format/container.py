@@ -34,7 +34,9 @@ from ..files import atomic_write
 from . import schema
 
 MAGIC = b"VCWC"
-FORMAT_VERSION = 1
+# Version 2 added payloads with low bits apart; a file is written with the oldest version that reads it.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 FLAG_METADATA_ZSTD = 1
 KNOWN_FLAGS = FLAG_METADATA_ZSTD
 HEADER = struct.Struct("<4sHHII")
@@ -67,8 +69,18 @@ def _document(metadata: dict, table: list[dict], compress_metadata: bool) -> tup
     return document, flags
 
 
-def _header(document: bytes, flags: int) -> bytes:
-    return HEADER.pack(MAGIC, FORMAT_VERSION, flags, len(document), crc32(document))
+def _header(document: bytes, flags: int, version: int) -> bytes:
+    return HEADER.pack(MAGIC, version, flags, len(document), crc32(document))
+
+
+def version_for(metadata: dict) -> int:
+    """The oldest format version that reads `metadata`: 2 once a payload keeps its low bits apart (a
+    version 1 reader would ignore them and fail the symbols' checksum), else 1."""
+    tensors = metadata.get("tensors") if isinstance(metadata, dict) else None
+    apart = isinstance(tensors, list) and any(
+        isinstance(t, dict) and isinstance(t.get("payload"), dict) and "low_bits" in t["payload"] for t in tensors
+    )
+    return 2 if apart else 1
 
 
 def write(metadata: dict, blobs: list[Blob], compress_metadata: bool = True) -> bytes:
@@ -88,7 +100,7 @@ def with_metadata(data: bytes, metadata: dict, compress_metadata: bool = True) -
     if compress_metadata:
         document = zstandard.ZstdCompressor(level=3).compress(document)
         flags |= FLAG_METADATA_ZSTD
-    return _header(document, flags) + document + data[HEADER.size + length :]
+    return _header(document, flags, version_for(metadata)) + document + data[HEADER.size + length :]
 
 
 class ContainerWriter:
@@ -131,7 +143,7 @@ class ContainerWriter:
     def finish(self, metadata: dict, compress_metadata: bool = True) -> bytes | Path:
         """The file's bytes (in memory), or the path written."""
         document, flags = _document(metadata, self.table, compress_metadata)
-        header = _header(document, flags)
+        header = _header(document, flags, version_for(metadata))
         if self.path is None:
             return header + document + self._payload.getvalue()
 
@@ -202,8 +214,11 @@ class Container:
         magic, version, flags, length, checksum = HEADER.unpack(self._read(0, HEADER.size))
         if magic != MAGIC:
             raise FormatError(f"{source}: not a .vcwc file (magic {magic!r})")
-        if version != FORMAT_VERSION:
-            raise FormatError(f"{source}: format version {version} is not supported (this vcwc reads {FORMAT_VERSION})")
+        if version not in READABLE_VERSIONS:
+            raise FormatError(
+                f"{source}: format version {version} is not supported (this vcwc reads "
+                f"{' and '.join(map(str, READABLE_VERSIONS))})"
+            )
         if flags & ~KNOWN_FLAGS:
             raise FormatError(f"{source}: unknown header flags {flags:#06x}")
         if HEADER.size + length > self.file_bytes:

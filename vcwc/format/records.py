@@ -128,9 +128,23 @@ class QuantizerRecord:
 
 
 @dataclass(frozen=True)
+class LowBitsRef:
+    """The low `bits` bits of every symbol of a video payload, packed (vcwc.format.low_bits) in a `symbols`
+    blob from byte `offset`; the frames hold the symbols shifted right by `bits`."""
+
+    bits: int
+    blob: int
+    offset: int
+
+    def to_dict(self) -> dict:
+        return {"bits": self.bits, "blob": self.blob, "offset": self.offset}
+
+
+@dataclass(frozen=True)
 class PayloadRecord:
-    """How a coded tensor's symbols are stored: `video` (in frames, at its regions) or `raw` (int8 bytes in
-    a `symbols` blob, where the video stream would cost more than the raw symbols)."""
+    """How a coded tensor's symbols are stored: `video` (in frames, at its regions, with their low bits
+    raw where `low_bits` says so) or `raw` (int8 bytes in a `symbols` blob, where the video stream would
+    cost more than the raw symbols)."""
 
     codec: str
     standard: str
@@ -140,6 +154,7 @@ class PayloadRecord:
     type: str = "video"
     blob: int | None = None  # raw payloads: the symbols blob and the byte offset in it
     offset: int = 0
+    low_bits: LowBitsRef | None = None
 
     def to_dict(self) -> dict:
         record = {
@@ -152,6 +167,8 @@ class PayloadRecord:
         }
         if self.type == "raw":
             record.update(blob=self.blob, offset=self.offset)
+        if self.low_bits is not None:
+            record["low_bits"] = self.low_bits.to_dict()
         return record
 
 

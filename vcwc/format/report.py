@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
+from .low_bits import packed_length
 from .records import DTYPE_BYTES, Metadata
 
 
@@ -29,7 +30,8 @@ class SizeReport:
     header_bytes: int  # 16-byte header + metadata (names, shapes, settings, regions, checksums)
     video_bytes: int  # coded weights: the video streams
     quantizer_bytes: int  # coded weights' side information: scales
-    raw_symbol_bytes: int  # coded weights stored as raw int8 symbols, where video would have cost more
+    # coded weights' symbols stored raw: whole (where video would have cost more) or their low bits
+    raw_symbol_bytes: int
     uncoded_bytes: int  # tensors stored as they came (biases, BatchNorm, buffers), zstd-compressed
     coded_weights: int
     uncoded_elements: int
@@ -43,7 +45,7 @@ class SizeReport:
 
     @property
     def bits_per_weight(self) -> float:
-        """Video streams (and raw symbols) plus scales, per coded weight (metadata reported separately)."""
+        """Video streams (and raw symbols or low bits) plus scales, per coded weight (metadata reported separately)."""
         return 8.0 * self.coded_bytes / self.coded_weights if self.coded_weights else float("nan")
 
     @property
@@ -79,8 +81,12 @@ def size_report(meta: Metadata, file_bytes: int, header_bytes: int) -> SizeRepor
                 meta.blobs[meta.frames[r.frame].blob].length * r.width * r.height / frame_area[r.frame]
                 for r in record.regions
             )
+            codec = record.payload.codec if record.payload.type == "video" else "raw int8"
             if record.payload.type == "raw":
                 share += elements
+            if record.payload.low_bits is not None:
+                share += packed_length(elements, record.payload.low_bits.bits)
+                codec += f" + {record.payload.low_bits.bits} raw low bits"
             share += 4 * record.quantizer.scales.count
             tensors.append(
                 TensorSize(
@@ -88,7 +94,7 @@ def size_report(meta: Metadata, file_bytes: int, header_bytes: int) -> SizeRepor
                     list(record.shape),
                     record.dtype,
                     "video",
-                    record.payload.codec if record.payload.type == "video" else "raw int8",
+                    codec,
                     record.payload.qp,
                     record.quantizer.granularity,
                     share,

@@ -17,6 +17,7 @@ from typing import Any
 
 from .fields import Fields, error
 from .layout import ARRANGEMENTS, Region, matrix_shape
+from .low_bits import MAX_LOW_BITS, packed_length
 from .records import (
     BLOB_KINDS,
     COMPRESSIONS,
@@ -32,6 +33,7 @@ from .records import (
     UNCODED_ENCODINGS,
     BlobRecord,
     FrameRecord,
+    LowBitsRef,
     Metadata,
     PayloadRecord,
     QuantizerRecord,
@@ -39,6 +41,7 @@ from .records import (
     SourceRecord,
     TensorRecord,
 )
+from .sections import bias_correction_section, methods_section, source_record
 
 
 def parse(document: Any, payload_bytes: int, source: str = "<bytes>") -> Metadata:
@@ -73,12 +76,12 @@ def parse(document: Any, payload_bytes: int, source: str = "<bytes>") -> Metadat
         tensors=tensors,
         frames=frames,
         blobs=blobs,
-        source=_source(top.child("source"), names) if top.has("source") else SourceRecord(),
+        source=source_record(top.child("source"), names) if top.has("source") else SourceRecord(),
         vcwc_version=top.text("vcwc_version", optional=True, nullable=True),
         ffmpeg_version=top.text("ffmpeg_version", optional=True, nullable=True),
         recipe=top.mapping("recipe", optional=True, nullable=True),
-        methods=_methods(top),
-        bias_correction=_bias_correction(top, names),
+        methods=methods_section(top),
+        bias_correction=bias_correction_section(top, names),
     )
 
 
@@ -188,25 +191,8 @@ def _tensor(fields: Fields, blobs, frames) -> TensorRecord:
             f"{list(matrix)[:4]} does not fit shape {list(shape)} laid out as "
             f"{arrangement} ({list(matrix_shape(shape, arrangement))})",
         )
-    payload = fields.child("payload")
-    kind = payload.text("type", ("video", "raw"))
-    raw_blob = raw_offset = None
-    if kind == "raw":
-        raw_blob = _blob_index(payload, "blob", blobs, "symbols")
-        raw_offset = payload.integer("offset")
-        needed = math.prod(shape) * (1 if quantizer.bits <= 8 else 2)
-        if blobs[raw_blob].compression != "none" or raw_offset + needed > blobs[raw_blob].length:
-            raise payload.error("offset", f"{needed} bytes of symbols do not fit in blob {raw_blob}")
-    payload_record = PayloadRecord(
-        payload.text("codec"),
-        payload.text("standard"),
-        payload.flag("lossless"),
-        payload.integer("qp", minimum=-(1 << 20), nullable=True),
-        payload.text("preset", nullable=True, optional=True),
-        kind,
-        raw_blob,
-        raw_offset or 0,
-    )
+    payload_record = _payload(fields.child("payload"), shape, quantizer, blobs)
+    kind = payload_record.type
     regions = []
     for index, entry in enumerate(fields.items("regions")):
         region = Fields(entry, f"{fields.path}.regions[{index}]", fields.source)
@@ -238,6 +224,42 @@ def _tensor(fields: Fields, blobs, frames) -> TensorRecord:
         snr_db=fields.number("snr_db"),
         max_abs_error=fields.number("max_abs_error"),
     )
+
+
+def _payload(payload: Fields, shape: tuple[int, ...], quantizer: QuantizerRecord, blobs) -> PayloadRecord:
+    kind = payload.text("type", ("video", "raw"))
+    if kind == "raw" and payload.has("low_bits"):
+        raise payload.error("low_bits", "raw symbols have no low bits apart")
+    raw_blob = raw_offset = None
+    if kind == "raw":
+        raw_blob, raw_offset = _symbols_span(
+            payload, blobs, math.prod(shape) * (1 if quantizer.bits <= 8 else 2), "symbols"
+        )
+    low_bits = None
+    if payload.has("low_bits"):
+        ref = payload.child("low_bits")
+        bits = ref.integer("bits", minimum=1, maximum=min(MAX_LOW_BITS, quantizer.bits - 1))
+        low_bits = LowBitsRef(bits, *_symbols_span(ref, blobs, packed_length(math.prod(shape), bits), "low bits"))
+    return PayloadRecord(
+        payload.text("codec"),
+        payload.text("standard"),
+        payload.flag("lossless"),
+        payload.integer("qp", minimum=-(1 << 20), nullable=True),
+        payload.text("preset", nullable=True, optional=True),
+        kind,
+        raw_blob,
+        raw_offset or 0,
+        low_bits,
+    )
+
+
+def _symbols_span(fields: Fields, blobs, needed: int, what: str) -> tuple[int, int]:
+    """(blob, offset) of `needed` bytes in an uncompressed symbols blob."""
+    blob = _blob_index(fields, "blob", blobs, "symbols")
+    offset = fields.integer("offset")
+    if blobs[blob].compression != "none" or offset + needed > blobs[blob].length:
+        raise fields.error("offset", f"{needed} bytes of {what} do not fit in blob {blob}")
+    return blob, offset
 
 
 def _quantizer(fields: Fields, shape: tuple[int, ...], blobs) -> QuantizerRecord:
@@ -359,66 +381,3 @@ def _check_uncoded(tensors: tuple[TensorRecord, ...], source: str) -> None:
                 raise error(
                     source, f"tensors ({other[:60]!r}).uncoded.offset", f"overlaps {name[:60]!r} in blob {blob}"
                 )
-
-
-def _source(fields: Fields, names: list[str]) -> SourceRecord:
-    dropped = fields.items("dropped")
-    if not all(isinstance(item, str) for item in dropped):
-        raise fields.error("dropped", "expected a list of strings")
-    shards = fields.mapping("shards", optional=True, nullable=True)
-    if shards is not None:
-        known = set(names)
-        for name, shard in shards.items():
-            if name not in known or not isinstance(shard, str) or not _plain_file_name(shard):
-                raise fields.error(
-                    "shards",
-                    f"entry {name[:60]!r}: {str(shard)[:60]!r} is not a shard file name of a tensor in the file",
-                )
-    return SourceRecord(
-        fields.text("prefix"),
-        fields.text("container_key", nullable=True),
-        fields.mapping("extras"),
-        tuple(dropped),
-        shards,
-        fields.mapping("shard_metadata", optional=True, nullable=True),
-    )
-
-
-def _plain_file_name(name: str) -> bool:
-    """A file name that stays inside the output folder: no separators, not . or .., no NUL."""
-    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0") and len(name) < 256
-
-
-def _bias_correction(top: Fields, names: list[str]) -> dict | None:
-    section = top.mapping("bias_correction", optional=True, nullable=True)
-    if section is None:
-        return None
-    fields = top.child("bias_correction")
-    for key in ("corrected", "uncorrectable"):
-        if not all(isinstance(item, str) for item in fields.items(key, optional=True)):
-            raise fields.error(key, "expected a list of tensor names")
-    return section
-
-
-def _methods(top: Fields) -> dict | None:
-    """The methods report (what `vcwc info` prints): sections of plain values, lists and objects of them."""
-    section = top.mapping("methods", optional=True, nullable=True)
-    if section is None:
-        return None
-    fields = top.child("methods")
-    for key, value in section.items():
-        part = fields.child(key)
-        for name, entry in value.items():
-            if not _plain(entry):
-                raise part.error(name, "expected plain values, lists and objects of them")
-    return section
-
-
-def _plain(value: Any, depth: int = 0) -> bool:
-    if isinstance(value, (str, int, float)):
-        return True
-    if depth < 2 and isinstance(value, list):
-        return all(_plain(item, depth + 1) for item in value)
-    if depth < 2 and isinstance(value, dict):
-        return all(_plain(item, depth + 1) for item in value.values())
-    return False

@@ -23,6 +23,7 @@ from ..codecs.base import stream_decoder
 from ..errors import InputError, IntegrityError
 from ..format import layout
 from ..format.container import Container, crc32
+from ..format.low_bits import join, packed_length
 from ..format.records import TensorRecord
 from ..format.safetensors import from_array, to_array
 from ..quant.quantize import dequantize
@@ -165,6 +166,10 @@ def _coded_tensor(
     else:
         bit_depth = archive.meta.frames[record.regions[0].frame].bit_depth
         symbols = tensor_symbols(frames, record.regions, record.matrix, record.shape, record.arrangement, bit_depth)
+        apart = record.payload.low_bits
+        if apart is not None:
+            low = archive.raw_blob(apart.blob)[apart.offset : apart.offset + packed_length(record.elements, apart.bits)]
+            symbols = join(symbols, low, apart.bits, np.int8 if record.quantizer.bits <= 8 else np.int16)
     if crc32(np.ascontiguousarray(symbols).tobytes()) != record.symbols_crc32:
         raise IntegrityError(
             f"{archive.source}: tensor {record.name!r} decoded to symbols that do not match the "

@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from ..codecs import ffmpeg
 from ..errors import CodecError, InputError
-from ..format import layout
+from ..format import layout, low_bits
 from ..format.container import ContainerWriter, crc32
-from ..format.records import FrameRecord, QuantizerRecord, ScalesRef, TensorRecord
+from ..format.records import FrameRecord, LowBitsRef, QuantizerRecord, ScalesRef, TensorRecord
 from ..io import ModelSource
 from ..metrics import decibels, error_sums
 from ..quant.quantize import Quantized, dequantize, quantize
@@ -80,14 +80,27 @@ def encode_tensors(
     with ThreadPoolExecutor(max_workers=workers(jobs)) as pool:
         for names in plan.chunks:
             quantized = dict(zip(names, pool.map(quantized_of, names)))
-            chunk = _encode_frames(plan, names, quantized, binary, pool, len(result.frames))
-            raw = [n for n in names if plan.raw_fallback and chunk.share(n) > math.prod(quantized[n].symbols.shape)]
+            # What the frames hold: the symbols, or their high part where the low bits go apart.
+            framed = {name: _split_low_bits(plan.coded[name], quantized[name]) for name in names}
+            chunk = _encode_frames(
+                plan, names, {n: f.symbols for n, f in framed.items()}, binary, pool, len(result.frames)
+            )
+            raw = [
+                n
+                for n in names
+                if plan.raw_fallback and chunk.share(n) + len(framed[n].low) > math.prod(quantized[n].symbols.shape)
+            ]
             if raw:
                 for name in raw:
                     if quantized[name].symbols.dtype != np.int8:
                         quantized[name] = quantize(source.array(name), replace(plan.coded[name].quant, bits=8), name)
                 chunk = _encode_frames(
-                    plan, [n for n in names if n not in raw], quantized, binary, pool, len(result.frames)
+                    plan,
+                    [n for n in names if n not in raw],
+                    {n: f.symbols for n, f in framed.items()},
+                    binary,
+                    pool,
+                    len(result.frames),
                 )
             decoded_frames = _write_frames(chunk, writer, result)
             for name in names:
@@ -97,7 +110,7 @@ def encode_tensors(
                     payload = replace(plan.coded[name].payload, type="raw", blob=blob, offset=0)
                     _finish_tensor(source, plan.coded[name], quantized[name], payload, (), symbols, result, on_decoded)
                     continue
-                tensor_plan, q = plan.coded[name], quantized[name]
+                tensor_plan, q, frame_symbols = plan.coded[name], quantized[name], framed[name].symbols
                 matrix = layout.matrix_shape(q.symbols.shape, tensor_plan.arrangement)
                 # As the decoder will hold them: int8 from 8-bit frames, int16 from 10-bit ones (the checksum's bytes).
                 decoded = tensor_symbols(
@@ -106,21 +119,41 @@ def encode_tensors(
                     matrix,
                     q.symbols.shape,
                     tensor_plan.arrangement,
-                    bit_depth(q.symbols),
+                    bit_depth(frame_symbols),
                 )
-                if tensor_plan.settings.lossless and not np.array_equal(decoded, q.symbols):
+                if tensor_plan.settings.lossless and not np.array_equal(decoded, frame_symbols):
                     codec = tensor_plan.codec
                     hint = f" ({codec.lossless_failure_hint})" if codec.lossless_failure_hint else ""
                     raise CodecError(
                         f"{codec.name} did not return tensor {name!r} bit-exactly in lossless mode; "
                         f"this encoder or ffmpeg build cannot be trusted for lossless coding{hint}"
                     )
-                _finish_tensor(
-                    source, tensor_plan, q, tensor_plan.payload, chunk.regions[name], decoded, result, on_decoded
-                )
+                payload = tensor_plan.payload
+                if framed[name].bits:
+                    bits, low = framed[name].bits, framed[name].low
+                    decoded = low_bits.join(decoded, low, bits, q.config.symbol_dtype)
+                    payload = replace(payload, low_bits=LowBitsRef(bits, writer.add("symbols", low), 0))
+                _finish_tensor(source, tensor_plan, q, payload, chunk.regions[name], decoded, result, on_decoded)
             bar.update(sum(math.prod(source.shape(n)) for n in names))
     bar.close()
     return result
+
+
+@dataclass(frozen=True)
+class Framed:
+    """What a tensor's frames hold: its symbols, or their high part with `bits` low bits packed apart."""
+
+    symbols: np.ndarray
+    bits: int = 0
+    low: bytes = b""
+
+
+def _split_low_bits(tensor_plan: TensorPlan, q: Quantized) -> Framed:
+    bits = low_bits.low_bits_for(q.symbols) if tensor_plan.low_bits_apart else 0
+    if not bits:
+        return Framed(q.symbols)
+    high, low = low_bits.split(q.symbols, bits)
+    return Framed(high, bits, low)
 
 
 @dataclass
@@ -146,14 +179,14 @@ class ChunkFrames:
 
 
 def _encode_frames(
-    plan: Plan, names: list[str], quantized: dict[str, Quantized], binary: str, pool, first_frame: int
+    plan: Plan, names: list[str], symbols: dict[str, np.ndarray], binary: str, pool, first_frame: int
 ) -> ChunkFrames:
     """Pack the tensors into frames with those that share their settings and bit depth; encode and decode
     every frame, `jobs` at a time."""
     groups: dict[tuple, list[str]] = defaultdict(list)
     for name in names:
-        groups[(*plan.coded[name].frame_key, bit_depth(quantized[name].symbols))].append(name)
-    matrices = {name: layout.as_matrix(quantized[name].symbols, plan.coded[name].arrangement) for name in names}
+        groups[(*plan.coded[name].frame_key, bit_depth(symbols[name]))].append(name)
+    matrices = {name: layout.as_matrix(symbols[name], plan.coded[name].arrangement) for name in names}
     tasks, regions_of = [], {}
     for key, members in groups.items():
         tensor_plan, depth = plan.coded[members[0]], key[-1]

@@ -25,6 +25,7 @@ class TensorPlan:
     settings: EncoderSettings
     quant: QuantConfig
     arrangement: str = "rows"
+    low_bits_apart: bool = False  # wide symbols keep their low bits raw (vcwc.format.low_bits)
 
     @property
     def frame_key(self) -> tuple:
@@ -79,7 +80,8 @@ def make_plan(
         )
         qp = recipe.qp_for(name)
         tensor_settings = settings if qp == settings.qp else replace(settings, qp=qp)
-        coded[name] = TensorPlan(name, codec, tensor_settings, quant, recipe.arrangement)
+        apart = recipe.low_bits == "auto" and tensor_settings.lossless
+        coded[name] = TensorPlan(name, codec, tensor_settings, quant, recipe.arrangement, apart)
     # An alias of a tensor that is not coded is stored as it came, like its original.
     for name, original in list(aliases.items()):
         if original not in coded:
