@@ -303,6 +303,7 @@ def test_thousands_of_regions_are_checked_in_time(x264):
     doc = copy.deepcopy(x264.metadata)
     doc["frames"][0]["height"] = 16384
     doc["tensors"] = [t for t in doc["tensors"] if t["storage"] != "video" or t["name"] == "conv.weight"]
+    tensor(doc, "conv.weight")["payload"].pop("low_bits", None)  # its packed bits fit the old shape only
     tensor(doc, "conv.weight").update(
         shape=[16384, 1],
         layout={"arrangement": "rows", "matrix": [16384, 1], "permutation": None},

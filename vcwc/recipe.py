@@ -14,6 +14,8 @@ Named recipes (`RECIPES`, `named`):
   nearest rounding and no correction where not. The smallest files at a given accuracy.
 - `fast`: int8 per output channel, x264 preset ultrafast lossless, nearest rounding, no noise pass.
   Any model; the speed point.
+All three keep the low bits of wide symbols apart, stored raw (`low_bits`, vcwc.format.low_bits); a
+recipe built from scratch codes every bit with the codec, as codec comparisons want.
 """
 
 from __future__ import annotations
@@ -379,8 +381,10 @@ class Recipe:
         return ", ".join(parts)
 
 
+# Every named recipe keeps the low bits of wide symbols apart: smaller files of the same symbols (int8 per
+# tensor on real CNNs: 5-7% smaller) at no cost in accuracy.
 RECIPES: dict[str, Recipe] = {
-    "lossless": Recipe("lossless", raw_fallback=True),
+    "lossless": Recipe("lossless", raw_fallback=True, low_bits="auto"),
     "smallest": Recipe(
         "smallest",
         CodecSettings("x264"),
@@ -393,7 +397,11 @@ RECIPES: dict[str, Recipe] = {
         low_bits="auto",
     ),
     "fast": Recipe(
-        "fast", CodecSettings("x264", preset="ultrafast"), QuantizerSettings("per_channel"), raw_fallback=True
+        "fast",
+        CodecSettings("x264", preset="ultrafast"),
+        QuantizerSettings("per_channel"),
+        raw_fallback=True,
+        low_bits="auto",
     ),
 }
 
