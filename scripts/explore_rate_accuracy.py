@@ -49,6 +49,7 @@ def measure(
     state = subject.state_dict
     recipe = vcwc.RECIPES["lossless"].with_changes(
         codec=codec,
+        low_bits="off",  # every bit through the codec, as these comparisons were made
         qp=qp,
         bits=quant.bits,
         arrangement=arrangement,

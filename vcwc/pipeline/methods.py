@@ -18,7 +18,7 @@ from ..io import ModelSource
 from ..models.build import Architecture, build_model
 from ..quant.correction import BiasCorrection
 from ..quant.inputs import CalibrationInputs, driver_for
-from ..quant.noise import noise_statistics
+from ..quant.noise import StatisticsRecorder, drive
 from ..quant.sensitivity import sensitivities, step_offsets
 from ..recipe import Recipe
 
@@ -103,8 +103,12 @@ def prepare(
     module = build_model(architecture, source.state_dict())
     driver = driver_for(module, architecture.input_shape, calibration)
     methods.report["inputs"] = driver.describe()
+    recorder = None
+    if rounding == "gptq" or bias_correction:
+        recorder = StatisticsRecorder(module, coded, means=bias_correction, moments=rounding == "gptq")
     if allocation == "sensitivity":
-        measured = sensitivities(module, coded, driver)
+        # One pass of the inputs serves both: the statistics are recorded on the sensitivity pass's forwards.
+        measured = sensitivities(module, coded, driver, handles=recorder.attach() if recorder else ())
         weights = {name: math.prod(source.shape(name)) for name in coded}
         methods.step_offsets = step_offsets(measured, weights)
         methods.report["step_allocation"] = {
@@ -115,9 +119,11 @@ def prepare(
                 if name not in methods.step_offsets
             },
         }
-    if rounding != "gptq" and not bias_correction:
+    elif recorder is not None:
+        drive(module, driver, recorder.attach())
+    if recorder is None:
         return methods
-    stats = noise_statistics(module, coded, driver, means=bias_correction, moments=rounding == "gptq")
+    stats = recorder.result()
     if rounding == "gptq":
         methods.moments = {name: moment for name, moment in stats.moments.items() if _fits(moment, source.shape(name))}
         methods.report["gptq_rounding"] = {

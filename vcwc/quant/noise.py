@@ -70,60 +70,83 @@ def noise_statistics(
     `driver` (vcwc.quant.inputs), or of Gaussian noise when `driver` is one input's shape."""
     if isinstance(driver, tuple):
         driver = GaussianNoise(driver)
-    layers, unserved = owning_layers(module, coded)
-    stats = NoiseStatistics(layers, unserved)
-    names = {id(layer): name for name, layer in layers.items()}
-    generator = torch.Generator().manual_seed(0)
-    mean_sums: dict[str, torch.Tensor] = {}
-    moment_sums: dict[str, torch.Tensor] = {}
-    # Outputs stay referenced during the pass, so that an id is never reused by another tensor.
-    producer_of_output: dict[int, tuple[torch.Tensor, str]] = {}
+    recorder = StatisticsRecorder(module, coded, means=means, moments=moments)
+    drive(module, driver, recorder.attach())
+    return recorder.result()
 
-    def record_input(layer, inputs):
-        name = names[id(layer)]
-        x = inputs[0]
-        if means:
+
+class StatisticsRecorder:
+    """Hooks that record the statistics of `noise_statistics` during any pass of the driver's batches
+    (its own, or the sensitivity pass, which then spares a second one)."""
+
+    def __init__(self, module: nn.Module, coded: list[str], *, means: bool = False, moments: bool = False):
+        self.module, self.want_means, self.want_moments = module, means, moments
+        layers, unserved = owning_layers(module, coded)
+        self.stats = NoiseStatistics(layers, unserved)
+        self.names = {id(layer): name for name, layer in layers.items()}
+        self.generator = torch.Generator().manual_seed(0)
+        self.mean_sums: dict[str, torch.Tensor] = {}
+        self.moment_sums: dict[str, torch.Tensor] = {}
+        # Outputs stay referenced during the pass, so that an id is never reused by another tensor.
+        self.producer_of_output: dict[int, tuple[torch.Tensor, str]] = {}
+        self.batches = 0
+
+    def attach(self) -> list:
+        """Register the hooks; the pass that runs the batches removes them."""
+        handles = [self.module.register_forward_pre_hook(self._count_batch)]
+        for layer in {id(layer): layer for layer in self.stats.layers.values()}.values():
+            handles.append(layer.register_forward_pre_hook(self._record_input))
+            handles.append(layer.register_forward_hook(self._record_output))
+        for name, layer in self.module.named_modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                handles.append(layer.register_forward_pre_hook(self._note_batchnorm(name)))
+        return handles
+
+    def result(self) -> NoiseStatistics:
+        stats, batches = self.stats, max(1, self.batches)
+        for name in stats.layers:
+            if name not in self.mean_sums and name not in self.moment_sums:
+                stats.unserved[name] = "the forward pass never reached its layer"
+        stats.layers = {name: layer for name, layer in stats.layers.items() if name not in stats.unserved}
+        stats.means = {n: (total / batches).float() for n, total in self.mean_sums.items() if n in stats.layers}
+        stats.moments = {n: total / batches for n, total in self.moment_sums.items() if n in stats.layers}
+        self.producer_of_output.clear()
+        return stats
+
+    def _count_batch(self, module, inputs):
+        self.batches += 1
+
+    @torch.no_grad()
+    def _record_input(self, layer, inputs):
+        name = self.names[id(layer)]
+        x = inputs[0].detach()
+        if self.want_means:
             channels = x.shape[-1] if isinstance(layer, nn.Linear) else x.shape[1]
             mean = (
                 x.double().reshape(-1, channels).mean(dim=0)
                 if isinstance(layer, nn.Linear)
                 else x.double().mean(dim=[0, *range(2, x.dim())])
             )
-            mean_sums[name] = mean_sums.get(name, 0) + mean
-        if moments and isinstance(layer, MOMENT_TYPES):
+            self.mean_sums[name] = self.mean_sums.get(name, 0) + mean
+        if self.want_moments and isinstance(layer, MOMENT_TYPES):
             patches = layer_patches(layer, x)  # (groups, n, d)
             if patches.shape[1] > MAX_PATCHES:
-                keep = torch.randperm(patches.shape[1], generator=generator)[:MAX_PATCHES]
+                keep = torch.randperm(patches.shape[1], generator=self.generator)[:MAX_PATCHES]
                 patches = patches[:, keep]
             moment = patches.transpose(1, 2) @ patches / patches.shape[1]
-            moment_sums[name] = moment_sums[name] + moment if name in moment_sums else moment
+            sums = self.moment_sums
+            sums[name] = sums[name] + moment if name in sums else moment
 
-    def record_output(layer, inputs, output):
-        producer_of_output[id(output)] = (output, names[id(layer)])
+    def _record_output(self, layer, inputs, output):
+        self.producer_of_output[id(output)] = (output, self.names[id(layer)])
 
-    def note_batchnorm(name):
+    def _note_batchnorm(self, name):
         def hook(layer, inputs):
-            tensor, producer = producer_of_output.get(id(inputs[0]), (None, None))
+            tensor, producer = self.producer_of_output.get(id(inputs[0]), (None, None))
             if tensor is inputs[0]:
-                stats.batchnorm_after.setdefault(producer, name)
+                self.stats.batchnorm_after.setdefault(producer, name)
 
         return hook
-
-    handles = []
-    for layer in {id(layer): layer for layer in layers.values()}.values():
-        handles.append(layer.register_forward_pre_hook(record_input))
-        handles.append(layer.register_forward_hook(record_output))
-    for name, layer in module.named_modules():
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-            handles.append(layer.register_forward_pre_hook(note_batchnorm(name)))
-    batches = max(1, drive(module, driver, handles))
-    for name in layers:
-        if name not in mean_sums and name not in moment_sums:
-            unserved[name] = "the forward pass never reached its layer"
-    stats.layers = {name: layer for name, layer in layers.items() if name not in unserved}
-    stats.means = {name: (total / batches).float() for name, total in mean_sums.items() if name in stats.layers}
-    stats.moments = {name: total / batches for name, total in moment_sums.items() if name in stats.layers}
-    return stats
 
 
 def drive(module: nn.Module, driver, handles: list) -> int:

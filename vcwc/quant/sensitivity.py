@@ -44,15 +44,19 @@ def output_tensor(output) -> torch.Tensor:
     raise InputError(f"the model's output ({type(output).__name__}) holds no tensor to measure sensitivity on")
 
 
-def sensitivities(module: nn.Module, coded: list[str], driver, probes: int = PROBES) -> dict[str, float]:
-    """Mean squared output gradient of each coded tensor that the model's forward pass reaches."""
+def sensitivities(
+    module: nn.Module, coded: list[str], driver, probes: int = PROBES, handles: list = ()
+) -> dict[str, float]:
+    """Mean squared output gradient of each coded tensor that the model's forward pass reaches. `handles`:
+    hooks the caller registered to record more on the same pass (vcwc.quant.noise.StatisticsRecorder),
+    removed at the end."""
     parameters = dict(module.named_parameters(remove_duplicate=False))
     wanted = {name: parameters[name] for name in coded if name in parameters}
     sums: dict[str, float] = {}
     generator = torch.Generator().manual_seed(0)
-    handles = []
+    handles = list(handles)
     if driver.normalize_batchnorm:
-        handles = [
+        handles += [
             layer.register_forward_hook(_normalize_by_batch)
             for layer in module.modules()
             if isinstance(layer, nn.modules.batchnorm._BatchNorm)
