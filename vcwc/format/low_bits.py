@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 MAX_LOW_BITS = 7
+BLOCK = 1 << 22  # symbols packed or unpacked at once: a few bytes of scratch each, whatever the tensor
 # The high part's RMS is kept at 2 to 4 levels: the split then measured best at every step tried.
 HIGH_RMS_OCTAVES = 1
 
@@ -40,21 +41,31 @@ def split(symbols: np.ndarray, bits: int) -> tuple[np.ndarray, bytes]:
     """(high symbols, same dtype and shape; the packed low bits)."""
     flat = symbols.reshape(-1)
     high = (flat >> bits).reshape(symbols.shape)
-    low = (flat & ((1 << bits) - 1)).astype(np.uint8)
-    return high, _pack(low, bits)
+    pieces = [_pack(flat[start : start + BLOCK], bits) for start in range(0, flat.size, BLOCK)]
+    return high, b"".join(pieces)
 
 
 def join(high: np.ndarray, data: bytes, bits: int, dtype) -> np.ndarray:
-    """The symbols, as `dtype`, from their high part and packed low bits."""
-    low = _unpack(data, bits, high.size).reshape(high.shape)
-    return ((high.astype(np.int32) << bits) | low.astype(np.int32)).astype(dtype)
+    """The symbols, as `dtype`, from their high part and packed low bits.
+
+    Computed in `dtype` itself: high * 2**bits is the multiple of 2**bits at or below a symbol of at least
+    -max_level, so it never passes the dtype's minimum (-128 or -32768), and adding the low bits is an or.
+    """
+    symbols = high.astype(dtype).reshape(-1)
+    symbols <<= bits
+    step = BLOCK * bits // 8  # BLOCK is a multiple of 8: its packed bits end on a byte
+    for index, start in enumerate(range(0, symbols.size, BLOCK)):
+        block = symbols[start : start + BLOCK]
+        low = _unpack(data[index * step : (index + 1) * step], bits, block.size)
+        np.bitwise_or(block, low, out=block, casting="unsafe")
+    return symbols.reshape(high.shape)
 
 
-def _pack(low: np.ndarray, bits: int) -> bytes:
-    """Eight values of `bits` bits make `bits` bytes: each group is one big-endian integer."""
-    count = low.size
+def _pack(symbols: np.ndarray, bits: int) -> bytes:
+    """The low `bits` bits of each symbol; eight of them make `bits` bytes, one big-endian integer."""
+    count = symbols.size
     groups = np.zeros(8 * -(-count // 8), dtype=np.uint8)
-    groups[:count] = low
+    groups[:count] = symbols & ((1 << bits) - 1)
     groups = groups.reshape(-1, 8)
     word = np.zeros(len(groups), dtype=np.uint64)
     for position in range(8):
