@@ -163,3 +163,31 @@ def test_extract_lists_tied_weights_once(tmp_path):
         "shape": [16, 8],
         "dtype": "float32",
     }
+
+
+def test_extract_gives_the_low_bits_a_device_joins_to_the_symbols(tmp_path):
+    """Wide symbols keep their low bits raw: the files and the description alone rebuild the weights."""
+    torch.manual_seed(4)
+    model = {"fc.weight": torch.randn(48, 96) * 0.05}
+    compressed = vcwc.compress(model, vcwc.RECIPES["smallest"].with_changes(step_qp=-30))  # symbol RMS ~9
+    description = json.loads(extract(compressed.container, tmp_path / "out").read_text())
+    (tensor,) = description["tensors"]
+    (stream,) = description["streams"]
+    bits = tensor["low_bits"]["bits"]
+    assert bits == 2
+    luma = ffmpeg.decode(
+        (tmp_path / "out" / stream["file"]).read_bytes(),
+        stream["container"],
+        stream["width"],
+        stream["height"],
+        ffmpeg.find_ffmpeg(),
+        bit_depth=8,
+    )[0]
+    (region,) = stream["regions"]
+    high = luma[region["y"] : region["y"] + 48, region["x"] : region["x"] + 96].astype(np.int32) - 128
+    packed = (tmp_path / "out" / "low_bits.bin").read_bytes()[tensor["low_bits"]["offset_bytes"] :]
+    flags = np.unpackbits(np.frombuffer(packed, dtype=np.uint8))[: 48 * 96 * bits].reshape(-1, bits)
+    low = (flags.astype(np.int32) << np.arange(bits - 1, -1, -1)).sum(axis=1).reshape(48, 96)
+    scale = np.fromfile(tmp_path / "out" / "scales.f32", dtype="<f4")[0]
+    weights = ((high << bits) + low) * scale
+    assert np.array_equal(weights.astype(np.float32), vcwc.decompress(compressed.data)["fc.weight"].numpy())

@@ -17,6 +17,7 @@ from ..errors import FormatError
 from ..files import atomic_directory
 from ..format.container import Container
 from ..format.layout import pixel_offset
+from ..format.low_bits import packed_length
 from ..format.safetensors import SafetensorsWriter
 from . import bitstream, levels
 
@@ -25,6 +26,7 @@ DESCRIPTION_FILE = "streams.json"
 SCALES_FILE = "scales.f32"
 UNCODED_FILE = "uncoded.safetensors"
 RAW_FILE = "raw_symbols.i8"  # tensors whose video stream would have cost more than their raw int8 symbols
+LOW_BITS_FILE = "low_bits.bin"  # the low bits of wide symbols, stored raw beside the streams
 
 
 def describe_streams(archive: Container) -> list[dict]:
@@ -96,7 +98,7 @@ def _write_contents(archive: Container, folder: Path) -> None:
         name = f"frame_{stream['frame']:0{width}d}.{EXTENSIONS[frame.container]}"
         (folder / name).write_bytes(archive.raw_blob(frame.blob))
         stream["file"] = name
-    tensors, scale_blobs, raw_symbols = [], set(), bytearray()
+    tensors, scale_blobs, raw_symbols, low_bits = [], set(), bytearray(), bytearray()
     for record in meta.tensors:
         if record.coded and record.payload.type == "raw":
             scales = record.quantizer.scales
@@ -140,6 +142,16 @@ def _write_contents(archive: Container, folder: Path) -> None:
                     "symbols_crc32": record.symbols_crc32,
                 }
             )
+            apart = record.payload.low_bits
+            if apart is not None:
+                length = packed_length(record.elements, apart.bits)
+                tensors[-1]["low_bits"] = {
+                    "file": LOW_BITS_FILE,
+                    "offset_bytes": len(low_bits),
+                    "bytes": length,
+                    "bits": apart.bits,
+                }
+                low_bits += archive.raw_blob(apart.blob)[apart.offset : apart.offset + length]
         elif record.storage == "alias":
             tensors.append(
                 {
@@ -164,6 +176,8 @@ def _write_contents(archive: Container, folder: Path) -> None:
             )
     if raw_symbols:
         (folder / RAW_FILE).write_bytes(bytes(raw_symbols))
+    if low_bits:
+        (folder / LOW_BITS_FILE).write_bytes(bytes(low_bits))
     if len(scale_blobs) > 1:
         raise FormatError(f"{archive.source}: scales are spread over several blobs; extract expects one")
     if scale_blobs:
@@ -179,7 +193,7 @@ def _write_contents(archive: Container, folder: Path) -> None:
                 writer.write(record.name, contents[record.blob][record.offset : record.offset + record.length])
     description = {
         "format": "vcwc-streams",
-        "version": 2,
+        "version": 3,
         "source": archive.source,
         "pixels": {
             "formats": {
@@ -196,7 +210,10 @@ def _write_contents(archive: Container, folder: Path) -> None:
         "'kernel_blocks' a (out, in, k, k) kernel is laid out as (out*k, in*k) blocks. Tensors with "
         "storage 'uncoded' are in the safetensors file as stored (stored_dtype; cast to dtype); a tensor with "
         "storage 'alias' is the tensor alias_of again (tied weights); one with storage 'raw' has its int8 symbols in "
-        "the raw symbols file (row-major in the tensor's shape) instead of a video stream.",
+        "the raw symbols file (row-major in the tensor's shape) instead of a video stream. A video tensor with "
+        "'low_bits' has its symbols shifted right by bits in the frames: symbol = frame symbol * 2**bits + low, "
+        "where low takes `bits` bits of the low bits file, element after element in row-major order of the "
+        "tensor's shape, most significant bit first.",
         "streams": streams,
         "tensors": tensors,
     }
