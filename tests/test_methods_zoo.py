@@ -146,3 +146,16 @@ def test_a_model_the_noise_cannot_drive_is_an_error_naming_it():
         vcwc.compress(NeedsTwoInputs(), SMALLEST.with_changes(rounding="gptq"), input_shape=(8,))
     weight_only = vcwc.compress(NeedsTwoInputs().state_dict(), SMALLEST)  # no architecture: weight-only
     assert weight_only.recipe["rounding"] == "nearest" and weight_only.recipe["bias_correction"] == "off"
+
+
+def test_methods_that_would_not_fit_in_memory_stay_off_or_are_refused(monkeypatch):
+    from vcwc.pipeline import methods
+
+    monkeypatch.setattr(methods, "available_memory", lambda: 1 << 20)
+    compressed, _ = compress_and_reload(TinyTransformer().eval(), input_shape=(16,))
+    assert compressed.recipe["quantizer"]["allocation"] == "uniform" and not compressed.meta.methods
+    assert any("weight-only" in note and "GiB available" in note for note in compressed.notes)
+    with pytest.raises(vcwc.InputError, match="allocation sensitivity need about .* GiB"):
+        compress_and_reload(
+            TinyTransformer().eval(), SMALLEST.with_changes(allocation="sensitivity"), input_shape=(16,)
+        )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..io import ModelSource
 from ..models.build import Architecture, build_model
 from ..quant.correction import BiasCorrection
@@ -21,6 +22,12 @@ from ..quant.inputs import CalibrationInputs, driver_for
 from ..quant.noise import StatisticsRecorder, drive
 from ..quant.sensitivity import sensitivities, step_offsets
 from ..recipe import Recipe
+
+# The passes hold the model in float32 and its activations (with sensitivity, one tensor's gradient at a
+# time): float32 weights dominate past a billion weights; activations of the 8 x 128 random tokens add a
+# few GiB (SmolLM2-135M peaks near 4 GiB in all).
+PASS_MEMORY_FACTOR = 1.5
+PASS_MEMORY_MARGIN = 2 << 30
 
 
 def resolve_recipe(
@@ -30,6 +37,8 @@ def resolve_recipe(
     inputs they are measured on are representative (real calibration inputs, or noise through BatchNorm),
     with a note where that alone kept them off."""
     representative = calibration is not None or _has_batchnorm(source)
+    if architecture and recipe.resolved(codec=codec, architecture=True, representative_inputs=True).needs_architecture:
+        architecture = _passes_fit(recipe, source, notes)
     resolved = recipe.resolved(codec=codec, architecture=architecture, representative_inputs=representative)
     if (
         architecture
@@ -41,6 +50,37 @@ def resolve_recipe(
             "is measured on random inputs, whose layer statistics are not its data's"
         )
     return resolved
+
+
+def _passes_fit(recipe: Recipe, source: ModelSource, notes: list[str]) -> bool:
+    """Whether the model, built in float32 for the passes of inputs, fits in the memory available. Where it
+    would not, the "auto" methods stay off with a note, and methods asked for by name are an error: a
+    clear message before the work, not the system's out-of-memory kill in the middle of it."""
+    elements = sum(math.prod(source.shape(name)) for name in source.names if source.is_float(name))
+    needed = PASS_MEMORY_FACTOR * 4 * elements + PASS_MEMORY_MARGIN
+    available = available_memory()
+    if available is None or needed <= available:
+        return True
+    sizes = f"about {needed / 2**30:.1f} GiB for the model's passes of inputs, {available / 2**30:.1f} GiB available"
+    if recipe.needs_architecture:
+        raise InputError(
+            f"rounding gptq, bias correction on or allocation sensitivity need {sizes}; "
+            "leave them to auto (weight-only) or use a machine with more memory"
+        )
+    notes.append(f"auto: the methods that run the model stay off (weight-only): they would need {sizes}")
+    return False
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _has_batchnorm(source: ModelSource) -> bool:

@@ -61,6 +61,21 @@ def sensitivities(
             for layer in module.modules()
             if isinstance(layer, nn.modules.batchnorm._BatchNorm)
         ]
+    # Each gradient is folded into its tensor's sum as soon as it is complete and dropped, so the pass
+    # never holds a gradient for every weight at once (a model's worth of memory on a large LM).
+    names_of: dict[int, list[str]] = {}
+    for name, parameter in wanted.items():
+        names_of.setdefault(id(parameter), []).append(name)
+
+    def fold(parameter):
+        value = float(parameter.grad.double().square().mean())
+        for name in names_of[id(parameter)]:
+            sums[name] = sums.get(name, 0.0) + value
+        parameter.grad = None
+
+    handles += [
+        parameter.register_post_accumulate_grad_hook(fold) for parameter in {id(p): p for p in wanted.values()}.values()
+    ]
     flags = {name: parameter.requires_grad for name, parameter in module.named_parameters()}
     was_training = module.training
     module.eval()
@@ -82,9 +97,6 @@ def sensitivities(
                     (output * projection).sum().backward(retain_graph=probe < probes - 1)
                 except Exception as exc:
                     raise pass_failed(module, driver, batch, exc, "backward pass (sensitivity)") from None
-                for name, parameter in wanted.items():
-                    if parameter.grad is not None:
-                        sums[name] = sums.get(name, 0.0) + float(parameter.grad.double().square().mean())
     finally:
         for handle in handles:
             handle.remove()
@@ -92,7 +104,8 @@ def sensitivities(
             parameter.requires_grad_(flags[name])
             parameter.grad = None
         module.train(was_training)
-    return {name: total for name, total in sums.items() if total > 0 and math.isfinite(total)}
+    totals = {name: sums[name] for name in wanted if name in sums}  # in the model's order, whatever backward's
+    return {name: total for name, total in totals.items() if total > 0 and math.isfinite(total)}
 
 
 def step_offsets(sensitivity: dict[str, float], weights: dict[str, int], limit: float = MAX_OFFSET) -> dict[str, float]:
