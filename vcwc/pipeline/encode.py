@@ -82,9 +82,8 @@ def encode_tensors(
             quantized = dict(zip(names, pool.map(quantized_of, names)))
             # What the frames hold: the symbols, or their high part where the low bits go apart.
             framed = {name: _split_low_bits(plan.coded[name], quantized[name]) for name in names}
-            chunk = _encode_frames(
-                plan, names, {n: f.symbols for n, f in framed.items()}, binary, pool, len(result.frames)
-            )
+            in_frames = {name: f.symbols for name, f in framed.items()}
+            chunk = _encode_frames(plan, names, in_frames, binary, pool, len(result.frames))
             raw = [
                 n
                 for n in names
@@ -95,12 +94,7 @@ def encode_tensors(
                     if quantized[name].symbols.dtype != np.int8:
                         quantized[name] = quantize(source.array(name), replace(plan.coded[name].quant, bits=8), name)
                 chunk = _encode_frames(
-                    plan,
-                    [n for n in names if n not in raw],
-                    {n: f.symbols for n, f in framed.items()},
-                    binary,
-                    pool,
-                    len(result.frames),
+                    plan, [n for n in names if n not in raw], in_frames, binary, pool, len(result.frames)
                 )
             decoded_frames = _write_frames(chunk, writer, result)
             for name in names:
