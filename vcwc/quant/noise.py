@@ -123,9 +123,9 @@ class StatisticsRecorder:
         if self.want_means:
             channels = x.shape[-1] if isinstance(layer, nn.Linear) else x.shape[1]
             mean = (
-                x.double().reshape(-1, channels).mean(dim=0)
+                x.reshape(-1, channels).mean(dim=0, dtype=torch.float64)
                 if isinstance(layer, nn.Linear)
-                else x.double().mean(dim=[0, *range(2, x.dim())])
+                else x.mean(dim=[0, *range(2, x.dim())], dtype=torch.float64)
             )
             self.mean_sums[name] = self.mean_sums.get(name, 0) + mean
         if self.want_moments and isinstance(layer, MOMENT_TYPES):

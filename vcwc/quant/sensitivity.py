@@ -68,7 +68,8 @@ def sensitivities(
         names_of.setdefault(id(parameter), []).append(name)
 
     def fold(parameter):
-        value = float(parameter.grad.double().square().mean())
+        grad = parameter.grad.reshape(-1)
+        value = float(torch.linalg.vector_norm(grad, dtype=torch.float64) ** 2) / grad.numel()
         for name in names_of[id(parameter)]:
             sums[name] = sums.get(name, 0.0) + value
         parameter.grad = None
