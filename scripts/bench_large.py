@@ -28,6 +28,7 @@ from common import RESULTS, run_measured
 
 from vcwc.bench.synthetic import DECODER_1B, write_decoder
 from vcwc.files import atomic_write
+from vcwc.recipe import RECIPES
 
 
 def main() -> int:
@@ -87,8 +88,8 @@ def main() -> int:
             shutil.rmtree(root, ignore_errors=True)
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB"
     lines = [
-        f"Synthetic decoder checkpoints (random bf16, TinyLlama-1.1B shapes), `--recipe lossless` (int8 per "
-        f"tensor, x265 lossless), run as `vcwc compress DIR` and `vcwc decompress FILE -o DIR/`; {machine}. "
+        f"Synthetic decoder checkpoints (random bf16, TinyLlama-1.1B shapes), `--recipe lossless` "
+        f"({RECIPES['lossless'].describe()}), run as `vcwc compress DIR` and `vcwc decompress FILE -o DIR/`; {machine}. "
         "Peak RSS of the vcwc process (file-backed pages included); ffmpeg's processes apart.",
         "",
         "| model | parameters | jobs | encode s | encode M weights/s | encode peak RSS | decode s | "

@@ -12,7 +12,7 @@ from vcwc.recipe import RECIPES, CodecSettings, Recipe, TensorOverride, get_reci
 
 def test_named_recipes_say_what_they_are():
     lossless, smallest, fast = RECIPES["lossless"], RECIPES["smallest"], RECIPES["fast"]
-    assert (lossless.codec.name, lossless.codec.qp, lossless.quantizer.granularity) == ("x265", None, "per_tensor")
+    assert (lossless.codec.name, lossless.codec.qp, lossless.quantizer.granularity) == ("x264", None, "per_tensor")
     assert smallest.codec.name == "x264" and smallest.quantizer.step_qp == -16
     assert (smallest.rounding, smallest.bias_correction) == ("auto", "auto")
     assert fast.codec.preset == "ultrafast" and fast.quantizer.granularity == "per_channel"

@@ -8,7 +8,7 @@ model's architecture, which are given at run time. It serializes to a dict (and 
 the file written records the *resolved* recipe, with "auto" choices made.
 
 Named recipes (`RECIPES`, `named`):
-- `lossless`: int8 per tensor (scale max|w|/127), x265 lossless on the symbols. Any model.
+- `lossless`: int8 per tensor (scale max|w|/127), x264 lossless on the symbols. Any model.
 - `smallest`: one fixed quantization step 2^(step_qp/4) in weight units (step_qp -16 by default), x264
   lossless on the symbols; gptq rounding and the bias correction where the architecture is known,
   nearest rounding and no correction where not. The smallest files at a given accuracy.
@@ -382,9 +382,10 @@ class Recipe:
 
 
 # Every named recipe keeps the low bits of wide symbols apart: smaller files of the same symbols (int8 per
-# tensor on real CNNs: 5-7% smaller) at no cost in accuracy.
+# tensor on real CNNs: 5-7% smaller) at no cost in accuracy. On the few levels left x264 codes as tightly
+# as x265 and AV1 and encodes 3x faster than x265 (results/lossless).
 RECIPES: dict[str, Recipe] = {
-    "lossless": Recipe("lossless", raw_fallback=True, low_bits="auto"),
+    "lossless": Recipe("lossless", CodecSettings("x264"), raw_fallback=True, low_bits="auto"),
     "smallest": Recipe(
         "smallest",
         CodecSettings("x264"),
