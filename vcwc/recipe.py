@@ -383,7 +383,7 @@ class Recipe:
 
 # Every named recipe keeps the low bits of wide symbols apart: smaller files of the same symbols (int8 per
 # tensor on real CNNs: 5-7% smaller) at no cost in accuracy. On the few levels left x264 codes as tightly
-# as x265 and AV1 and encodes 3x faster than x265 (results/lossless).
+# as x265 and AV1 and encodes 1.6-3x faster than x265 (results/lossless).
 RECIPES: dict[str, Recipe] = {
     "lossless": Recipe("lossless", CodecSettings("x264"), raw_fallback=True, low_bits="auto"),
     "smallest": Recipe(
