@@ -87,7 +87,7 @@ class StatisticsRecorder:
         self.generator = torch.Generator().manual_seed(0)
         self.mean_sums: dict[str, torch.Tensor] = {}
         self.moment_sums: dict[str, torch.Tensor] = {}
-        # Outputs stay referenced during the pass, so that an id is never reused by another tensor.
+        # Outputs stay referenced during a forward pass, so that an id is never reused by another tensor.
         self.producer_of_output: dict[int, tuple[torch.Tensor, str]] = {}
         self.batches = 0
 
@@ -115,6 +115,7 @@ class StatisticsRecorder:
 
     def _count_batch(self, module, inputs):
         self.batches += 1
+        self.producer_of_output.clear()  # a BatchNorm's producer is found within one forward pass
 
     @torch.no_grad()
     def _record_input(self, layer, inputs):
