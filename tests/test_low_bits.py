@@ -25,12 +25,21 @@ from vcwc.format import container, low_bits
 def test_split_and_join_give_the_symbols_back(bits, wide, values):
     dtype = np.int16 if wide else np.int8
     symbols = np.clip(np.array(values), -127, 127).astype(dtype) if not wide else np.array(values, dtype=dtype)
-    high, packed = low_bits.split(symbols, bits)
+    work = symbols.copy()
+    high, packed = low_bits.split(work, bits)
+    assert np.shares_memory(high, work)  # contiguous symbols are split in place
     assert len(packed) == low_bits.packed_length(symbols.size, bits)
-    assert np.abs(high).max() <= (np.abs(symbols).max() >> bits) + 1
+    np.testing.assert_array_equal(high, symbols >> bits)
     joined = low_bits.join(high, packed, bits, dtype)
     assert joined.dtype == dtype
     np.testing.assert_array_equal(joined, symbols)
+    transposed = np.stack([symbols, symbols]).T  # not contiguous (above one element): split into a copy
+    expected = transposed.copy()
+    high, packed = low_bits.split(transposed, bits)
+    if symbols.size > 1:
+        assert not np.shares_memory(high, transposed)
+        np.testing.assert_array_equal(transposed, expected)  # left as they were
+    np.testing.assert_array_equal(low_bits.join(high, packed, bits, np.int32), expected)  # another dtype: a copy
 
 
 def test_packing_is_most_significant_bit_first():

@@ -38,20 +38,22 @@ def packed_length(count: int, bits: int) -> int:
 
 
 def split(symbols: np.ndarray, bits: int) -> tuple[np.ndarray, bytes]:
-    """(high symbols, same dtype and shape; the packed low bits)."""
-    flat = symbols.reshape(-1)
-    high = (flat >> bits).reshape(symbols.shape)
-    pieces = [_pack(flat[start : start + BLOCK], bits) for start in range(0, flat.size, BLOCK)]
-    return high, b"".join(pieces)
+    """(the high part, the packed low bits). The high part is `symbols` itself, shifted in place, where they
+    are contiguous (no second copy of a tensor's symbols); a shifted copy where not."""
+    flat = symbols.reshape(-1)  # a view of contiguous symbols, else a copy
+    packed = b"".join(_pack(flat[start : start + BLOCK], bits) for start in range(0, flat.size, BLOCK))
+    flat >>= bits
+    return flat.reshape(symbols.shape), packed
 
 
 def join(high: np.ndarray, data: bytes, bits: int, dtype) -> np.ndarray:
-    """The symbols, as `dtype`, from their high part and packed low bits.
+    """The symbols, as `dtype`, from their high part and packed low bits; `high` is used up (joined in place
+    where it already has that dtype).
 
     Computed in `dtype` itself: high * 2**bits is the multiple of 2**bits at or below a symbol of at least
     -max_level, so it never passes the dtype's minimum (-128 or -32768), and adding the low bits is an or.
     """
-    symbols = high.astype(dtype).reshape(-1)
+    symbols = high.astype(dtype, copy=False).reshape(-1)
     symbols <<= bits
     step = BLOCK * bits // 8  # BLOCK is a multiple of 8: its packed bits end on a byte
     for index, start in enumerate(range(0, symbols.size, BLOCK)):

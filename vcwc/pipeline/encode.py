@@ -93,6 +93,9 @@ def encode_tensors(
                 for name in raw:
                     if quantized[name].symbols.dtype != np.int8:
                         quantized[name] = quantize(source.array(name), replace(plan.coded[name].quant, bits=8), name)
+                    elif framed[name].bits:  # the whole symbols again
+                        whole = low_bits.join(framed[name].symbols, framed[name].low, framed[name].bits, np.int8)
+                        quantized[name] = replace(quantized[name], symbols=whole)
                 chunk = _encode_frames(
                     plan, [n for n in names if n not in raw], in_frames, binary, pool, len(result.frames)
                 )
@@ -143,6 +146,8 @@ class Framed:
 
 
 def _split_low_bits(tensor_plan: TensorPlan, q: Quantized) -> Framed:
+    """Where the low bits go apart, `q.symbols` may be left holding the high part (split in place, so that
+    memory holds one copy of the symbols, not two): only their shape is read from `q` afterwards."""
     bits = low_bits.low_bits_for(q.symbols) if tensor_plan.low_bits_apart else 0
     if not bits:
         return Framed(q.symbols)
