@@ -32,7 +32,10 @@ BATCH_ELEMENTS = 32 * 3 * 64 * 64
 MAX_BATCH = 32
 MIN_BATCH = 2
 BATCHES = 2
-TOKEN_BATCH = 8
+# 16 sequences of random tokens, two at a time: a language model's activations (kept for the sensitivity
+# pass's backward) scale with the tokens in flight, and on billion-weight models they would rival the weights.
+TOKEN_BATCH = 2
+TOKEN_BATCHES = 8
 DEFAULT_TOKENS = 128  # sequence length for token models when no input shape is given
 
 
@@ -64,7 +67,7 @@ class RandomTokens:
     kind = "random_tokens"
     normalize_batchnorm = False
 
-    def __init__(self, vocabulary: int, input_shape: tuple[int, ...] | None = None, batches: int = BATCHES):
+    def __init__(self, vocabulary: int, input_shape: tuple[int, ...] | None = None, batches: int = TOKEN_BATCHES):
         self.vocabulary = vocabulary
         self.input_shape = tuple(input_shape or (DEFAULT_TOKENS,))
         self.batches = batches
