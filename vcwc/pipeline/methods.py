@@ -24,8 +24,8 @@ from ..quant.sensitivity import sensitivities, step_offsets
 from ..recipe import Recipe
 
 # The passes hold the model in float32 and its activations (with sensitivity, one tensor's gradient at a
-# time): float32 weights dominate past a billion weights; activations of the 8 x 128 random tokens add a
-# few GiB (SmolLM2-135M peaks at 3.4 GiB in all, results/llm).
+# time): float32 weights dominate past a billion weights; activations of two random sequences at a time
+# add little (SmolLM2-135M peaks at 1.8 GiB in all, results/llm).
 PASS_MEMORY_FACTOR = 1.5
 PASS_MEMORY_MARGIN = 2 << 30
 
