@@ -24,10 +24,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import psutil
-from common import RESULTS, run_measured
+from common import RESULTS, run_measured, write_results
 
 from vcwc.bench.synthetic import DECODER_1B, write_decoder
-from vcwc.files import atomic_write
 from vcwc.recipe import RECIPES
 
 
@@ -114,9 +113,7 @@ def main() -> int:
             f"-j 2 against -j 1 on the 1.1B model: encode {one[1]['encode']['seconds'] / one[2]['encode']['seconds']:.2f}x, "
             f"decode {one[1]['decode']['seconds'] / one[2]['decode']['seconds']:.2f}x as fast.",
         ]
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "large.json", json.dumps({"machine": machine, "rows": rows}, indent=1).encode(), force=True)
-    atomic_write(args.out / "large.md", ("\n".join(lines) + "\n").encode(), force=True)
+    write_results(args.out, "large", {"machine": machine, "rows": rows}, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -28,11 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, run_measured
+from common import RESULTS, run_measured, write_results
 from generality import Suite
 from suite_models import SUITE, cache_dir
 
-from vcwc.files import atomic_write
 from vcwc.format.safetensors import SafetensorsFile, SafetensorsWriter, from_array
 
 BLOCK = 32  # values per Q4_1 block along a row
@@ -182,9 +181,7 @@ def main() -> int:
             record = suite.point(method, setting, run)
             records.append({**record, "checkpoint": label})
     text = markdown(records, reference)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "llm.json", json.dumps(records, indent=1, default=str).encode(), force=True)
-    atomic_write(args.out / "llm.md", text.encode(), force=True)
+    write_results(args.out, "llm", records, text)
     print(text)
     return 0
 

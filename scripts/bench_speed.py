@@ -17,7 +17,6 @@ without it only vcwc's side is measured.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -27,12 +26,11 @@ import time
 from pathlib import Path
 
 import torch
-from common import coded, shared_data_dir
+from common import coded, shared_data_dir, write_results
 
 import vcwc
 from vcwc.codecs import ffmpeg
 from vcwc.errors import NNCodecUnavailable
-from vcwc.files import atomic_write
 from vcwc.io import from_checkpoint, load_model
 from vcwc.metrics import entropy_bits
 from vcwc.models.build import build_model
@@ -182,14 +180,8 @@ def main() -> int:
         "ffmpeg": ffmpeg.version(ffmpeg.find_ffmpeg()),
         "repeats": args.repeats,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(
-        args.out / "speed.json",
-        json.dumps({"environment": environment, "vcwc_startup_seconds": startup, "rows": rows}, indent=1).encode(),
-        force=True,
-    )
     text = markdown(rows, startup, environment)
-    atomic_write(args.out / "speed.md", text.encode(), force=True)
+    write_results(args.out, "speed", {"environment": environment, "vcwc_startup_seconds": startup, "rows": rows}, text)
     print(text)
     return 0
 

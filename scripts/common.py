@@ -5,12 +5,14 @@ The library never looks outside what it is given; these defaults belong to the s
 checkout. $VCWC_DATA overrides the data folder.
 """
 
+import json
 import os
 import subprocess
 import threading
 import time
 from pathlib import Path
 
+from vcwc.files import atomic_write
 from vcwc.recipe import Selection
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -59,3 +61,10 @@ def run_measured(command: list[str]) -> dict:
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{stderr.decode()[-2000:]}")
     return {"seconds": seconds, "peak_rss_bytes": peak, "ffmpeg_peak_rss_bytes": children, "stdout": stdout.decode()}
+
+
+def write_results(folder: Path, stem: str, data, text: str) -> None:
+    """A result's records as `stem.json` and its table as `stem.md`, each written whole or not at all."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / f"{stem}.json", json.dumps(data, indent=1, default=str).encode(), force=True)
+    atomic_write(folder / f"{stem}.md", text.encode(), force=True)

@@ -14,15 +14,13 @@ results/rate_accuracy/allocation.json and allocation.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
-from common import RESULTS, shared_data_dir
+from common import RESULTS, shared_data_dir, write_results
 
 from vcwc.bench.experiment import ModelUnderTest
 from vcwc.eval.datasets import load_dataset
-from vcwc.files import atomic_write
 from vcwc.io import load_model
 from vcwc.recipe import RECIPES
 
@@ -95,9 +93,7 @@ def main() -> int:
             ]
             ratios[measure] = f"{np.mean(found):.3f} (mean of {len(found)})" if found else "out of range"
         lines.append(f"| {model} | {ratios['agreement']} | {ratios['mean_kl']} |")
-    out = RESULTS / "rate_accuracy"
-    atomic_write(out / "allocation.json", json.dumps(records, indent=1).encode(), force=True)
-    atomic_write(out / "allocation.md", ("\n".join(lines) + "\n").encode(), force=True)
+    write_results(RESULTS / "rate_accuracy", "allocation", records, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

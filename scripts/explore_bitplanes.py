@@ -21,11 +21,10 @@ import sys
 
 import numpy as np
 import torch
-from common import RESULTS
+from common import RESULTS, write_results
 from suite_models import SUITE, read_state
 
 import vcwc
-from vcwc.files import atomic_write
 from vcwc.metrics import entropy_bits
 from vcwc.quant.quantize import QuantConfig, quantize
 from vcwc.recipe import step_from_qp
@@ -84,8 +83,7 @@ def main() -> int:
     for row in rows:
         cells = " | ".join(f"{row[c]:.3f} ({row[c] / row['entropy'] - 1:+.1%})" for c in columns)
         lines.append(f"| {row['step_qp']} | {row['symbol_std']:.1f} | {row['entropy']:.3f} | {cells} |")
-    atomic_write(out / "bitplanes.json", json.dumps(rows, indent=1).encode(), force=True)
-    atomic_write(out / "bitplanes.md", ("\n".join(lines) + "\n").encode(), force=True)
+    write_results(out, "bitplanes", rows, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -8,7 +8,6 @@ Writes results/commands/timings.md (and .json) with the machine it ran on; the R
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -18,9 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO_ROOT, RESULTS
-
-from vcwc.files import atomic_write
+from common import REPO_ROOT, RESULTS, write_results
 
 MODEL = REPO_ROOT / "models" / "digits_resnet.safetensors"
 
@@ -89,11 +86,7 @@ def main() -> int:
         "|---|---|",
     ]
     lines += [f"| `{row['command']}` | {row['seconds']:.1f} |" for row in rows]
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(
-        args.out / "timings.json", json.dumps({"machine": machine, "rows": rows}, indent=1).encode(), force=True
-    )
-    atomic_write(args.out / "timings.md", ("\n".join(lines) + "\n").encode(), force=True)
+    write_results(args.out, "timings", {"machine": machine, "rows": rows}, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
