@@ -138,8 +138,9 @@ def pixel_offset(bit_depth: int) -> int:
     return 1 << (bit_depth - 1)
 
 
-def symbol_dtype(bit_depth: int):
-    return np.int8 if bit_depth == 8 else np.int16
+def symbol_dtype(bits: int):
+    """How symbols of `bits` bits (a frame's depth, or a quantizer's) are held: int8 up to 8, else int16."""
+    return np.int8 if bits <= 8 else np.int16
 
 
 def render_frame(size: tuple[int, int], placed: list[tuple[np.ndarray, Region]], bit_depth: int = 8) -> np.ndarray:

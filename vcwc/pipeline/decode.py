@@ -169,7 +169,7 @@ def _coded_tensor(
         apart = record.payload.low_bits
         if apart is not None:
             low = archive.raw_blob(apart.blob)[apart.offset : apart.offset + packed_length(record.elements, apart.bits)]
-            symbols = join(symbols, low, apart.bits, np.int8 if record.quantizer.bits <= 8 else np.int16)
+            symbols = join(symbols, low, apart.bits, layout.symbol_dtype(record.quantizer.bits))
     if crc32(np.ascontiguousarray(symbols).tobytes()) != record.symbols_crc32:
         raise IntegrityError(
             f"{archive.source}: tensor {record.name!r} decoded to symbols that do not match the "
