@@ -158,9 +158,10 @@ def text(record: dict | None) -> str:
     return "none" if record is None else f"{record['bits_per_weight']:.3f} (QP {record['setting']})"
 
 
-def table(records: list[dict]) -> tuple[str, str]:
+def table(records: list[dict]) -> tuple[str, str, str]:
     """The summary (per model, the smallest file meeting its bar by each method, and the ratios the targets
-    are set on: at most 0.8 of NNCodec and 0.5 of int8 + zstd) and the detail of every point."""
+    are set on: at most 0.8 of NNCodec and 0.5 of int8 + zstd), the recipe's variants against it, and the
+    detail of every point."""
     lines = [
         "| model | bar | vcwc smallest meeting it | NNCodec smallest meeting it | int8/channel + zstd -19 | "
         "vcwc / NNCodec | vcwc / int8+zstd |",
@@ -182,9 +183,9 @@ def table(records: list[dict]) -> tuple[str, str]:
             else ""
         )
     variants = sorted({r["method"] for r in records if r["method"].startswith("vcwc-")})
+    variant_lines = []
     if variants:
-        lines += [
-            "",
+        variant_lines += [
             "Variants of the recipe (the smallest file meeting the bar; `vcwc` is the recipe as users run it):",
             "",
             "| model | vcwc | " + " | ".join(variants) + " |",
@@ -194,7 +195,7 @@ def table(records: list[dict]) -> tuple[str, str]:
             mine = [r for r in records if r["model"] == name]
             if mine:
                 cells = [text(smallest_meeting(mine, method)) for method in ["vcwc", *variants]]
-                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+                variant_lines.append(f"| {name} | " + " | ".join(cells) + " |")
     detail = ["", "| model | method | setting | bits/weight | quality | meets bar |", "|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r["model"], r["method"], str(r["setting"]))):
         quality = ", ".join(f"{k} {v:.4f}" for k, v in r["quality"].items())
@@ -202,7 +203,9 @@ def table(records: list[dict]) -> tuple[str, str]:
             f"| {r['model']} | {r['method']} | {r['setting']} | {r['bits_per_weight']:.3f} | {quality} | "
             f"{'yes' if r['meets_bar'] else 'no'} |"
         )
-    return "\n".join(line for line in lines if line) + "\n", "\n".join(detail[1:]) + "\n"
+    summary = "\n".join(line for line in lines if line) + "\n"
+    variants = ("\n".join(variant_lines) + "\n") if variant_lines else ""
+    return summary, variants, "\n".join(detail[1:]) + "\n"
 
 
 def plot(records: list[dict], path: Path) -> None:
@@ -257,9 +260,10 @@ def main() -> int:
         except NNCodecUnavailable as exc:
             print(f"NNCodec left out: {exc}", file=sys.stderr)
     records = [json.loads(p.read_text()) for p in sorted((args.out / "points").glob("*.json"))]
-    summary, detail = table(records)
-    text = summary + "\nEvery point:\n\n" + detail
+    summary, variants, detail = table(records)
+    text = summary + (f"\n{variants}" if variants else "") + "\nEvery point:\n\n" + detail
     atomic_write(args.out / "summary.md", summary.encode(), force=True)
+    atomic_write(args.out / "variants.md", variants.encode(), force=True)
     atomic_write(args.out / "generality.md", text.encode(), force=True)
     atomic_write(args.out / "records.json", json.dumps(records, indent=1).encode(), force=True)
     plot(records, args.out / "generality.png")
