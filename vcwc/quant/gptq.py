@@ -4,7 +4,9 @@ Rounding each weight to its nearest level is best for the weights' own squared e
 output error is ΔWᵀ E[x xᵀ] ΔW: errors on correlated inputs can cancel. GPTQ (Frantar et al., "GPTQ:
 Accurate Post-Training Quantization for Generative Pre-trained Transformers", ICLR 2023; Optimal Brain
 Quantization) rounds the columns of a layer's weight matrix one at a time and spreads each rounding
-error over the columns not yet rounded, in proportion to the inverse of E[x xᵀ]. The levels stay on the
+error over the columns not yet rounded, in proportion to the inverse of E[x xᵀ]. Here each column gathers
+the residuals of the columns before it through the Cholesky factor of E[x xᵀ] itself, which gives the same
+levels without inverting anything (the factorization is most of the time). The levels stay on the
 same grid, so the file format and the decoder do not change; only which level each weight takes does.
 
 E[x xᵀ] comes from a pass of noise through the model (vcwc.quant.noise): no data. For a convolution,
@@ -19,9 +21,10 @@ import torch
 
 DAMPING = 0.01  # added to E[x xᵀ]'s diagonal, as a fraction of its mean: keeps the inverse well-conditioned
 BLOCK = 128  # columns rounded together before their errors reach the rest (the result is the same)
-# Up to this many columns U comes from three factorizations, as the committed CIFAR results were made; the
-# one-factorization form agrees to float32 precision (a few levels in 10^5 round differently).
-SMALL_LAYER = 1024
+# Up to this many columns (the widest layer of the CIFAR ResNets: 64 channels x 3 x 3) the factor comes from
+# three factorizations and an inverse, as the committed CIFAR results were made; the one-factorization form
+# agrees to float32 precision (a few levels in 10^5 round differently) at a sixth of the time.
+SMALL_LAYER = 576
 
 
 def gptq_levels(values: np.ndarray, scales: np.ndarray, max_level: int, moments: torch.Tensor) -> np.ndarray:
@@ -36,43 +39,41 @@ def gptq_levels(values: np.ndarray, scales: np.ndarray, max_level: int, moments:
     levels = np.empty_like(columns)
     for group in range(groups):
         part = slice(group * rows, (group + 1) * rows)
-        factor = _inverse_upper_factor(moments[group])
+        factor = _moment_factor(moments[group])
         levels[:, part] = _round_columns(columns[:, part], steps[part], max_level, factor)
     return levels.T.reshape(values.shape).astype(np.int8 if max_level <= 127 else np.int16)
 
 
-def _inverse_upper_factor(moments: torch.Tensor) -> np.ndarray:
-    """Upper-triangular U with Uᵀ U = (moments + damping)⁻¹: row i holds how column i's rounding error
-    moves the later columns. In float32, as GPTQ computes it: the factorizations dominate its time."""
+def _moment_factor(moments: torch.Tensor) -> np.ndarray:
+    """Upper-triangular V with V Vᵀ = moments + damping (a Cholesky factor taken from the last column
+    back): rounding column i moves the later columns j by its residual times V[i, j] / V[j, j]. In
+    float32, as GPTQ computes it: the factorization dominates its time."""
     moments = moments.float().clone()
     diagonal = torch.diagonal(moments)
     diagonal[diagonal <= 0] = 1.0  # an input the noise never reached: its weights are rounded alone
     diagonal += DAMPING * diagonal.mean()
     if len(moments) <= SMALL_LAYER:
         inverse = torch.cholesky_inverse(torch.linalg.cholesky(moments))
-        return torch.linalg.cholesky(inverse, upper=True).double().numpy()
-    # With J the reversal, J H J = L Lᵀ gives H⁻¹ = (J L⁻¹ J)ᵀ (J L⁻¹ J), and J L⁻¹ J is upper triangular:
-    # one factorization and one triangular solve instead of three factorizations, about 4x faster.
-    lower = torch.linalg.cholesky(moments.flip(0).flip(1))
-    inverse = torch.linalg.solve_triangular(lower, torch.eye(len(moments)), upper=False)
-    return inverse.flip(0).flip(1).double().numpy()
+        upper = torch.linalg.cholesky(inverse, upper=True).double()
+        return torch.linalg.solve_triangular(upper, torch.eye(len(upper), dtype=torch.float64), upper=True).numpy()
+    # With J the reversal, J H J = L Lᵀ gives H = (J L J)(J L J)ᵀ, and J L J is upper triangular.
+    return torch.linalg.cholesky(moments.flip(0).flip(1)).flip(0).flip(1).double().numpy()
 
 
 def _round_columns(columns: np.ndarray, steps: np.ndarray, max_level: int, factor: np.ndarray) -> np.ndarray:
-    """Levels of the weight columns (one per row of `columns`), each rounding error passed on to the rest."""
-    columns = columns.copy()
+    """Levels of the weight columns (one per row of `columns`), each taking in the rounding residuals of
+    the columns before it: GPTQ's update, gathered per column instead of spread from each."""
     count = columns.shape[0]
     levels = np.zeros_like(columns)
+    residuals = np.zeros_like(columns)
+    diagonal = np.diagonal(factor)
     for start in range(0, count, BLOCK):
         end = min(start + BLOCK, count)
-        block = columns[start:end].copy()
-        errors = np.zeros_like(block)
+        block = columns[start:end] + (factor[:start, start:end].T @ residuals[:start]) / diagonal[start:end, None]
         local = factor[start:end, start:end]
         for i in range(end - start):
-            level = np.clip(np.rint(block[i] / steps), -max_level, max_level)
+            value = block[i] + (local[:i, i] @ residuals[start : start + i]) / local[i, i]
+            level = np.clip(np.rint(value / steps), -max_level, max_level)
             levels[start + i] = level
-            error = (block[i] - level * steps) / local[i, i]
-            block[i:] -= local[i, i:, None] * error
-            errors[i] = error
-        columns[end:] -= factor[start:end, end:].T @ errors
+            residuals[start + i] = columns[start + i] - level * steps
     return levels
