@@ -68,6 +68,23 @@ class TinyTransformer(nn.Module):
         return self.lm_head(x)
 
 
+class WideKernel(nn.Module):
+    """A pitch tracker's shape (CREPE): 1-D audio through convolutions with 64-tap kernels, so one layer's
+    weight matrix has 1,088 x 16 = 17,408 columns, whose gptq moments would take 1.1 GiB."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 1088, (16, 1), stride=(8, 1))
+        self.bn1 = nn.BatchNorm2d(1088)
+        self.conv2 = nn.Conv2d(1088, 2, (16, 1))
+        self.bn2 = nn.BatchNorm2d(2)
+        self.head = nn.Linear(2, 4)
+
+    def forward(self, audio):
+        x = F.relu(self.bn1(self.conv1(audio[:, None, :, None])))
+        return self.head(F.relu(self.bn2(self.conv2(x))).mean(dim=(2, 3)))
+
+
 def compress_and_reload(model, recipe=SMALLEST, **options):
     torch.manual_seed(0)
     for parameter in model.parameters():
@@ -96,6 +113,26 @@ def test_dilated_grouped_reflect_even_same_conv1d_conv3d():
         bias["corrected"]["even_same.weight"] == "bn.running_mean"
         and bias["corrected"]["volume.weight"] == "volume.bias"
     )
+
+
+def test_a_layer_too_wide_for_gptq_keeps_nearest_rounding_named():
+    compressed, _ = compress_and_reload(WideKernel().eval(), input_shape=(256,))
+    gptq = compressed.meta.methods["gptq_rounding"]
+    assert {"conv1.weight", "head.weight"} <= set(gptq["served"])
+    assert "17,408 columns" in gptq["nearest_instead"]["conv2.weight"]
+    assert "conv2.weight" in compressed.meta.methods["bias_correction"]["corrected"]  # bias correction still serves it
+
+
+def test_layers_past_the_memory_for_moments_keep_nearest_rounding():
+    from vcwc.quant.noise import noise_statistics
+
+    model = OddConvolutions().eval()
+    budget = 4 * (4 * 9) ** 2 + 4 * 4 * (2 * 9) ** 2  # the moments of `dilated` and `grouped` (4 groups)
+    stats = noise_statistics(
+        model, ["dilated.weight", "grouped.weight", "even_same.weight"], (4, 12, 12), moments=True, moment_budget=budget
+    )
+    assert set(stats.moments) == {"dilated.weight", "grouped.weight"}
+    assert "fill the" in stats.no_moments["even_same.weight"]
 
 
 def test_tokens_attention_and_tied_weights():

@@ -71,6 +71,13 @@ def _passes_fit(recipe: Recipe, source: ModelSource, notes: list[str]) -> bool:
     return False
 
 
+def _moment_budget() -> int | None:
+    """Memory gptq's moments may take, with the model already built: what is available, less room for
+    the pass's activations and the factorizations."""
+    available = available_memory()
+    return None if available is None else max(0, available - PASS_MEMORY_MARGIN)
+
+
 def available_memory() -> int | None:
     """Bytes of memory available to a new allocation (Linux MemAvailable), or None where unknown."""
     try:
@@ -145,7 +152,9 @@ def prepare(
     methods.report["inputs"] = driver.describe()
     recorder = None
     if rounding == "gptq" or bias_correction:
-        recorder = StatisticsRecorder(module, coded, means=bias_correction, moments=rounding == "gptq")
+        recorder = StatisticsRecorder(
+            module, coded, means=bias_correction, moments=rounding == "gptq", moment_budget=_moment_budget()
+        )
     if allocation == "sensitivity":
         # One pass of the inputs serves both: the statistics are recorded on the sensitivity pass's forwards.
         measured = sensitivities(module, coded, driver, handles=recorder.attach() if recorder else ())
@@ -169,7 +178,7 @@ def prepare(
         methods.report["gptq_rounding"] = {
             "served": sorted(methods.moments, key=coded.index),
             "nearest_instead": {
-                name: stats.unserved.get(name, "its layer type keeps nearest rounding")
+                name: stats.unserved.get(name) or stats.no_moments.get(name, "its layer type keeps nearest rounding")
                 for name in coded
                 if name not in methods.moments
             },

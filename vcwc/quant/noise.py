@@ -27,6 +27,10 @@ from .inputs import GaussianNoise, pass_failed
 MAX_PATCHES = 1 << 16
 LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 MOMENT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)  # gptq serves these; Conv3d keeps nearest rounding
+# A layer's moments are (groups, d, d) float32 and its factorization takes d³/3 operations: past 16,384
+# columns (1 GiB, about a minute here) gptq would cost more than it could save, and a layer of 65,536
+# columns (a 1024-channel convolution with a 64-tap kernel) would need 16 GiB.
+MAX_MOMENT_BYTES = 1 << 30
 
 
 @dataclass
@@ -35,6 +39,7 @@ class NoiseStatistics:
     unserved: dict[str, str]  # coded weight name -> why the methods cannot serve it
     means: dict[str, torch.Tensor] = field(default_factory=dict)  # mean of each input channel, float32
     moments: dict[str, torch.Tensor] = field(default_factory=dict)  # (groups, d, d) float32
+    no_moments: dict[str, str] = field(default_factory=dict)  # a served layer whose moments were not kept, and why
     batchnorm_after: dict[str, str] = field(default_factory=dict)  # the BatchNorm fed by the layer's output
 
 
@@ -64,13 +69,19 @@ def owning_layers(module: nn.Module, coded: list[str]) -> tuple[dict[str, nn.Mod
 
 
 def noise_statistics(
-    module: nn.Module, coded: list[str], driver, *, means: bool = False, moments: bool = False
+    module: nn.Module,
+    coded: list[str],
+    driver,
+    *,
+    means: bool = False,
+    moments: bool = False,
+    moment_budget: int | None = None,
 ) -> NoiseStatistics:
     """Input means and/or second moments of the layers owning the `coded` weights, over the batches of
     `driver` (vcwc.quant.inputs), or of Gaussian noise when `driver` is one input's shape."""
     if isinstance(driver, tuple):
         driver = GaussianNoise(driver)
-    recorder = StatisticsRecorder(module, coded, means=means, moments=moments)
+    recorder = StatisticsRecorder(module, coded, means=means, moments=moments, moment_budget=moment_budget)
     drive(module, driver, recorder.attach())
     return recorder.result()
 
@@ -79,11 +90,22 @@ class StatisticsRecorder:
     """Hooks that record the statistics of `noise_statistics` during any pass of the driver's batches
     (its own, or the sensitivity pass, which then spares a second one)."""
 
-    def __init__(self, module: nn.Module, coded: list[str], *, means: bool = False, moments: bool = False):
-        self.module, self.want_means, self.want_moments = module, means, moments
+    def __init__(
+        self,
+        module: nn.Module,
+        coded: list[str],
+        *,
+        means: bool = False,
+        moments: bool = False,
+        moment_budget: int | None = None,
+    ):
+        """`moment_budget`: bytes the moments of all layers may take together (None: no limit); the layers
+        past it, in the model's order, keep no moments (and so nearest rounding), named in `no_moments`."""
+        self.module, self.want_means = module, means
         layers, unserved = owning_layers(module, coded)
         self.stats = NoiseStatistics(layers, unserved)
         self.names = {id(layer): name for name, layer in layers.items()}
+        self.moment_layers = _moment_layers(layers, moment_budget, self.stats.no_moments) if moments else set()
         self.generator = torch.Generator().manual_seed(0)
         self.mean_sums: dict[str, torch.Tensor] = {}
         self.moment_sums: dict[str, torch.Tensor] = {}
@@ -129,7 +151,7 @@ class StatisticsRecorder:
                 else x.mean(dim=[0, *range(2, x.dim())], dtype=torch.float64)
             )
             self.mean_sums[name] = self.mean_sums.get(name, 0) + mean
-        if self.want_moments and isinstance(layer, MOMENT_TYPES):
+        if name in self.moment_layers:
             patches = layer_patches(layer, x)  # (groups, n, d)
             if patches.shape[1] > MAX_PATCHES:
                 keep = torch.randperm(patches.shape[1], generator=self.generator)[:MAX_PATCHES]
@@ -148,6 +170,33 @@ class StatisticsRecorder:
                 self.stats.batchnorm_after.setdefault(producer, name)
 
         return hook
+
+
+def moment_bytes(layer: nn.Module) -> int:
+    """Bytes of a layer's input moments: (groups, d, d) float32, d the columns of one group's weight matrix."""
+    groups = getattr(layer, "groups", 1)
+    return 4 * groups * (layer.weight[0].numel()) ** 2
+
+
+def _moment_layers(layers: dict[str, nn.Module], budget: int | None, refused: dict[str, str]) -> set[str]:
+    """The coded weights whose layers get moments: a layer gptq serves, within MAX_MOMENT_BYTES and, in
+    the model's order, within `budget`; the reasons for the others go to `refused`."""
+    kept, spent = set(), 0
+    for name, layer in layers.items():
+        if not isinstance(layer, MOMENT_TYPES):
+            continue
+        size = moment_bytes(layer)
+        if size > MAX_MOMENT_BYTES:
+            refused[name] = (
+                f"its inputs have {layer.weight[0].numel():,} columns: gptq's moments would take "
+                f"{size / 2**30:.1f} GiB (at most {MAX_MOMENT_BYTES / 2**30:g})"
+            )
+        elif budget is not None and spent + size > budget:
+            refused[name] = f"the moments of the layers before it fill the {budget / 2**30:.1f} GiB of memory left"
+        else:
+            kept.add(name)
+            spent += size
+    return kept
 
 
 def drive(module: nn.Module, driver, handles: list) -> int:
