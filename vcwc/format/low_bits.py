@@ -27,7 +27,12 @@ def low_bits_for(symbols: np.ndarray) -> int:
     """How many low bits of these symbols to store raw: 0 where they are narrow enough for the codec."""
     if symbols.size == 0:
         return 0
-    rms = math.sqrt(float(np.mean(np.square(symbols, dtype=np.float64))))
+    flat = symbols.reshape(-1)
+    # Exact integer sums a block at a time: no float64 copy of the tensor.
+    squares = sum(
+        int(np.square(flat[start : start + BLOCK], dtype=np.int64).sum()) for start in range(0, flat.size, BLOCK)
+    )
+    rms = math.sqrt(squares / flat.size)
     if rms < 1:
         return 0
     return int(min(MAX_LOW_BITS, max(0, math.floor(math.log2(rms)) - HIGH_RMS_OCTAVES)))
