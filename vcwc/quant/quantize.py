@@ -118,7 +118,7 @@ def quantize(values: np.ndarray, config: QuantConfig, name: str = "tensor", inpu
 
 def dequantize(symbols: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """float32 weights from integer symbols and their scales (one, or one per output channel)."""
-    values = symbols.astype(np.float32)
-    if len(scales) > 1:
-        return values * scales.reshape(-1, *([1] * (symbols.ndim - 1)))
-    return values * scales[0]
+    # One pass: numpy casts the symbols a buffer at a time (the same values as a float32 copy first); float64
+    # scales give float64 weights, as float32 symbols times a float64 scale would.
+    scale = scales.reshape(-1, *([1] * (symbols.ndim - 1))) if len(scales) > 1 else scales[0]
+    return np.multiply(symbols, scale, dtype=np.result_type(np.float32, scales.dtype))
