@@ -17,20 +17,20 @@ def _blocks(original, reconstructed):
         raise ValueError(f"shapes differ: {np.shape(original)} and {np.shape(reconstructed)}")
     for start in range(0, reference.size, BLOCK_ELEMENTS):
         end = start + BLOCK_ELEMENTS
-        yield reference[start:end].astype(np.float64), values[start:end].astype(np.float64)
+        yield reference[start:end].astype(np.float64), values[start:end].astype(np.float64)  # copies, always
 
 
 def error_sums(original, reconstructed) -> tuple[float, float, float]:
     """(signal energy, error energy, max_abs_error) in one pass over the two arrays; sums of parts add up."""
     signal = error = largest = 0.0
-    for reference, values in _blocks(original, reconstructed):
-        difference = values - reference
-        # numpy's own pairwise sums, not BLAS dot products: the result must not depend on how many threads
-        # BLAS runs, since it is written into the file.
-        error += float(np.square(difference).sum())
-        signal += float(np.square(reference).sum())
+    for reference, difference in _blocks(original, reconstructed):
+        # In place on the blocks' float64 copies. numpy's own pairwise sums, not BLAS dot products: the
+        # result must not depend on how many threads BLAS runs, since it is written into the file.
+        np.subtract(difference, reference, out=difference)
         if difference.size:
-            largest = max(largest, float(np.abs(difference).max()))
+            largest = max(largest, float(np.abs(difference, out=difference).max()))
+        error += float(np.square(difference, out=difference).sum())
+        signal += float(np.square(reference, out=reference).sum())
     return signal, error, largest
 
 
