@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections import defaultdict, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -77,6 +78,9 @@ def encode_tensors(
     def quantized_of(name: str) -> Quantized:
         return quantize(source.array(name), plan.coded[name].quant, name, (moments or {}).get(name))
 
+    # Records waiting for their tensor's error, measured in the pool while the next tensor is gathered: one
+    # at a time, so memory holds at most one more tensor's weights.
+    finishing: deque = deque()
     with ThreadPoolExecutor(max_workers=workers(jobs)) as pool:
         for names in plan.chunks:
             quantized = dict(zip(names, pool.map(quantized_of, names)))
@@ -105,7 +109,12 @@ def encode_tensors(
                     symbols = quantized[name].symbols
                     blob = writer.add("symbols", np.ascontiguousarray(symbols).tobytes())
                     payload = replace(plan.coded[name].payload, type="raw", blob=blob, offset=0)
-                    _finish_tensor(source, plan.coded[name], quantized[name], payload, (), symbols, result, on_decoded)
+                    finishing.append(
+                        _finish_tensor(
+                            source, plan.coded[name], quantized[name], payload, (), symbols, result, on_decoded, pool
+                        )
+                    )
+                    _complete(finishing, result, 1)
                     continue
                 tensor_plan, q, frame_symbols = plan.coded[name], quantized[name], framed[name].symbols
                 matrix = layout.matrix_shape(q.symbols.shape, tensor_plan.arrangement)
@@ -130,7 +139,13 @@ def encode_tensors(
                     bits, low = framed[name].bits, framed[name].low
                     decoded = low_bits.join(decoded, low, bits, q.config.symbol_dtype)
                     payload = replace(payload, low_bits=LowBitsRef(bits, writer.add("symbols", low), 0))
-                _finish_tensor(source, tensor_plan, q, payload, chunk.regions[name], decoded, result, on_decoded)
+                finishing.append(
+                    _finish_tensor(
+                        source, tensor_plan, q, payload, chunk.regions[name], decoded, result, on_decoded, pool
+                    )
+                )
+                _complete(finishing, result, 1)
+            _complete(finishing, result, 0)
             bar.update(sum(math.prod(source.shape(n)) for n in names))
     bar.close()
     return result
@@ -245,37 +260,53 @@ def _finish_tensor(
     decoded: np.ndarray,
     result: Encoded,
     on_decoded,
-) -> None:
-    """The record of one coded tensor, from the symbols the decoder will return."""
+    pool,
+) -> tuple[str, Future, Callable]:
+    """The record of one coded tensor, from the symbols the decoder will return: (name, its error being
+    measured in `pool`, the function that makes the record from that error)."""
     name = tensor_plan.name
     original = source.array(name)
     if on_decoded is not None and on_decoded(name) is not None:
         on_decoded(name)(original, dequantize(decoded, q.scales))
-    snr, largest = reconstruction_error(original, decoded, q.scales)
+    error = pool.submit(reconstruction_error, original, decoded, q.scales)
     scales = ScalesRef(-1, len(result.scale_bytes), len(q.scales))
     result.scale_bytes += q.scales.astype("<f4").tobytes()
     rounding = "gptq" if q.config.rounding == "gptq" else None
-    result.records[name] = TensorRecord(
-        name,
-        source.dtype(name),
-        tuple(q.symbols.shape),
-        "video",
-        quantizer=QuantizerRecord(
-            "per_channel" if len(q.scales) > 1 else q.config.granularity,
-            q.config.bits,
-            q.config.max_level,
-            scales,
-            rounding,
-        ),
-        arrangement=tensor_plan.arrangement,
-        matrix=layout.matrix_shape(q.symbols.shape, tensor_plan.arrangement),
-        payload=payload,
-        regions=tuple(regions),
-        symbols_crc32=crc32(np.ascontiguousarray(decoded).tobytes()),
-        snr_db=json_float(snr),
-        max_abs_error=json_float(largest),
-    )
-    result.reconstructed_error[name] = snr
+    symbols_crc32 = crc32(np.ascontiguousarray(decoded).tobytes())
+
+    def record(snr: float, largest: float) -> TensorRecord:
+        return TensorRecord(
+            name,
+            source.dtype(name),
+            tuple(q.symbols.shape),
+            "video",
+            quantizer=QuantizerRecord(
+                "per_channel" if len(q.scales) > 1 else q.config.granularity,
+                q.config.bits,
+                q.config.max_level,
+                scales,
+                rounding,
+            ),
+            arrangement=tensor_plan.arrangement,
+            matrix=layout.matrix_shape(q.symbols.shape, tensor_plan.arrangement),
+            payload=payload,
+            regions=tuple(regions),
+            symbols_crc32=symbols_crc32,
+            snr_db=json_float(snr),
+            max_abs_error=json_float(largest),
+        )
+
+    return name, error, record
+
+
+def _complete(finishing: deque, result: Encoded, keep: int) -> None:
+    """Make the records of the oldest tensors in `finishing` until at most `keep` wait (in order, so the
+    records keep the model's order); each waiting tensor holds its weights and symbols in memory."""
+    while len(finishing) > keep:
+        name, error, record = finishing.popleft()
+        snr, largest = error.result()
+        result.records[name] = record(snr, largest)
+        result.reconstructed_error[name] = snr
 
 
 def reconstruction_error(original: np.ndarray, symbols: np.ndarray, scales: np.ndarray) -> tuple[float, float]:
