@@ -130,9 +130,15 @@ def from_array(values: np.ndarray, dtype: str) -> bytes:
         )
     if dtype == "bfloat16":
         bits = flat.astype(np.float32, copy=False).view(np.uint32)
-        rounded = bits + 0x7FFF + ((bits >> 16) & 1)
-        rounded = np.where(np.isnan(flat), bits | 0x00400000, rounded)  # keep NaNs NaN
-        return (rounded >> 16).astype("<u2").tobytes()
+        rounded = bits >> 16  # in place from here: round to nearest even is bits + 0x7FFF + that bit
+        rounded &= 1
+        rounded += 0x7FFF
+        rounded += bits
+        nan = np.isnan(flat)
+        if nan.any():
+            rounded[nan] = bits[nan] | 0x00400000  # keep NaNs NaN
+        rounded >>= 16
+        return rounded.astype("<u2").tobytes()
     numpy_dtype = {"bool": np.bool_}.get(dtype, np.dtype(dtype).newbyteorder("<"))
     return flat.astype(numpy_dtype, copy=False).tobytes()
 
