@@ -1,8 +1,8 @@
 """Decoding: read the container, decode the frames a tensor needs, rebuild it, check it, hand it on.
 
 Tensors come out one at a time in the file's order. Frames are decoded in parallel (`jobs` at a time)
-a little ahead of the tensor that needs them and dropped after their last use, so memory holds a few
-frames and one tensor, whatever the model's size. Every coded tensor's symbols are checked against the
+a little ahead of the tensor that needs them and dropped after their last use; a tensor is rebuilt while
+the next one's frames are gathered. Memory holds a few frames and two tensors, whatever the model's size. Every coded tensor's symbols are checked against the
 CRC-32 stored at compression time; decoders are bit-exact by the standards, so a mismatch means a
 corrupted file or a non-conforming decoder, and it is an error.
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,7 +106,7 @@ def decode_tensors(
         )[0]
 
     bar = tqdm(total=len(order), desc="decoding frames", unit="frame", disable=None if progress else True, leave=False)
-    with ThreadPoolExecutor(max_workers=count) as pool:
+    with ThreadPoolExecutor(max_workers=count) as pool, ThreadPoolExecutor(max_workers=1) as assembly:
         pending = {}
         submitted: set[int] = set()
         decoded: dict[int, np.ndarray] = {}
@@ -125,9 +126,22 @@ def decode_tensors(
                     break
                 submit(index)
 
+        # Each coded tensor is rebuilt in `assembly` while the main thread gathers the next one's frames;
+        # tensors come out in order, at most one waiting (memory holds one tensor more).
+        waiting: deque[tuple[TensorRecord, Future | bytes]] = deque()
+
+        def emit(keep: int) -> Iterator[DecodedTensor]:
+            while len(waiting) > keep:
+                record, data = waiting.popleft()
+                data = data.result() if isinstance(data, Future) else data
+                if record.name in aliased:
+                    kept[record.name] = data
+                yield DecodedTensor(record, data)
+
         for position, record in enumerate(records):
             if record.storage == "alias":
-                data = kept[record.alias_of]
+                yield from emit(0)  # the tensor it repeats may still be on its way
+                waiting.append((record, kept[record.alias_of]))
             elif record.coded:
                 needed = {region.frame for region in record.regions}
                 top_up(needed)
@@ -135,7 +149,10 @@ def decode_tensors(
                     if index not in decoded:
                         decoded[index] = pending.pop(index).result()
                         bar.update()
-                data = _coded_tensor(archive, record, decoded, scale_blobs, scale_sizes)
+                frames = {index: decoded[index] for index in needed}
+                waiting.append(
+                    (record, assembly.submit(_coded_tensor, archive, record, frames, scale_blobs, scale_sizes))
+                )
                 for index in needed:
                     if last_use[index] <= position:
                         decoded.pop(index, None)
@@ -148,9 +165,9 @@ def decode_tensors(
                     if record.encoding == "exact"
                     else from_array(to_array(raw, "float16", record.shape).astype(np.float32), record.dtype)
                 )
-            if record.name in aliased:
-                kept[record.name] = data
-            yield DecodedTensor(record, data)
+                waiting.append((record, data))
+            yield from emit(1)
+        yield from emit(0)
     bar.close()
 
 
