@@ -2,9 +2,10 @@
 
 Tensors come out one at a time in the file's order. Frames are decoded in parallel (`jobs` at a time)
 a little ahead of the tensor that needs them and dropped after their last use; a tensor is rebuilt while
-the next one's frames are gathered. Memory holds a few frames and two tensors, whatever the model's size. Every coded tensor's symbols are checked against the
-CRC-32 stored at compression time; decoders are bit-exact by the standards, so a mismatch means a
-corrupted file or a non-conforming decoder, and it is an error.
+the next one's frames are gathered. Memory holds a few frames and two tensors, whatever the model's size.
+Every coded tensor's symbols are checked against the CRC-32 stored at compression time; decoders are
+bit-exact by the standards, so a mismatch means a corrupted file or a non-conforming decoder, and it is
+an error.
 """
 
 from __future__ import annotations

@@ -27,9 +27,9 @@ from .inputs import GaussianNoise, pass_failed
 MAX_PATCHES = 1 << 16
 LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 MOMENT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)  # gptq serves these; Conv3d keeps nearest rounding
-# A layer's moments are (groups, d, d) float32 and its factorization takes d³/3 operations: past 16,384
-# columns (1 GiB, about a minute here) gptq would cost more than it could save, and a layer of 65,536
-# columns (a 1024-channel convolution with a 64-tap kernel) would need 16 GiB.
+# A layer's moments are (groups, d, d) float32 and its factorization takes d³/3 operations: 16,384 columns
+# take 1 GiB and 1.5 x 10^12 operations; a layer of 65,536 columns (a 1024-channel convolution with a 64-tap
+# kernel) would need 16 GiB and 64 times the operations.
 MAX_MOMENT_BYTES = 1 << 30
 
 
