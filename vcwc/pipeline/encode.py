@@ -83,8 +83,7 @@ def encode_tensors(
     finishing: deque = deque()
     with ThreadPoolExecutor(max_workers=workers(jobs)) as pool:
         for names in plan.chunks:
-            sizes = {name: math.prod(source.shape(name)) for name in names}
-            quantized = dict(zip(names, largest_first(pool, quantized_of, names, sizes.get)))
+            quantized = dict(zip(names, pool.map(quantized_of, names)))
             # What the frames hold: the symbols, or their high part where the low bits go apart.
             framed = {name: _split_low_bits(plan.coded[name], quantized[name]) for name in names}
             in_frames = {name: f.symbols for name, f in framed.items()}
@@ -227,17 +226,7 @@ def _encode_frames(
         decoded = ffmpeg.decode(data, codec.container, width, height, binary, codec.decoder, bit_depth=depth)
         return tensor_plan, (width, height), depth, job, data, decoded[0]
 
-    frames = largest_first(pool, encode_and_decode, tasks, lambda task: task[1][0] * task[1][1])
-    return ChunkFrames(frames, regions_of, first_frame)
-
-
-def largest_first(pool, function, items: list, size) -> list:
-    """`function` of each item, in the items' order, run in `pool` largest first: the last to finish is then
-    a small one, not a large one started late while the other workers have nothing left."""
-    futures = {}
-    for index in sorted(range(len(items)), key=lambda i: -size(items[i])):
-        futures[index] = pool.submit(function, items[index])
-    return [futures[index].result() for index in range(len(items))]
+    return ChunkFrames(list(pool.map(encode_and_decode, tasks)), regions_of, first_frame)
 
 
 def _write_frames(chunk: ChunkFrames, writer: ContainerWriter, result: Encoded) -> dict[int, np.ndarray]:
