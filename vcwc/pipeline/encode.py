@@ -82,6 +82,13 @@ def encode_tensors(
     # at a time, so memory holds at most one more tensor's weights.
     finishing: deque = deque()
     with ThreadPoolExecutor(max_workers=workers(jobs)) as pool:
+
+        def finish(tensor_plan: TensorPlan, q: Quantized, payload, regions, decoded: np.ndarray) -> None:
+            finishing.append(
+                _finish_tensor(source, tensor_plan, q, payload, regions, decoded, result, on_decoded, pool)
+            )
+            _complete(finishing, result, 1)
+
         for names in plan.chunks:
             quantized = dict(zip(names, pool.map(quantized_of, names)))
             # What the frames hold: the symbols, or their high part where the low bits go apart.
@@ -109,12 +116,7 @@ def encode_tensors(
                     symbols = quantized[name].symbols
                     blob = writer.add("symbols", np.ascontiguousarray(symbols).tobytes())
                     payload = replace(plan.coded[name].payload, type="raw", blob=blob, offset=0)
-                    finishing.append(
-                        _finish_tensor(
-                            source, plan.coded[name], quantized[name], payload, (), symbols, result, on_decoded, pool
-                        )
-                    )
-                    _complete(finishing, result, 1)
+                    finish(plan.coded[name], quantized[name], payload, (), symbols)
                     continue
                 tensor_plan, q, frame_symbols = plan.coded[name], quantized[name], framed[name].symbols
                 matrix = layout.matrix_shape(q.symbols.shape, tensor_plan.arrangement)
@@ -139,12 +141,7 @@ def encode_tensors(
                     bits, low = framed[name].bits, framed[name].low
                     decoded = low_bits.join(decoded, low, bits, q.config.symbol_dtype)
                     payload = replace(payload, low_bits=LowBitsRef(bits, writer.add("symbols", low), 0))
-                finishing.append(
-                    _finish_tensor(
-                        source, tensor_plan, q, payload, chunk.regions[name], decoded, result, on_decoded, pool
-                    )
-                )
-                _complete(finishing, result, 1)
+                finish(tensor_plan, q, payload, chunk.regions[name], decoded)
             _complete(finishing, result, 0)
             bar.update(sum(math.prod(source.shape(n)) for n in names))
     bar.close()
