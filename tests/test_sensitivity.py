@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 import vcwc
-from vcwc.quant.inputs import GaussianNoise
+from vcwc.quant.inputs import CalibrationInputs, GaussianNoise
+from vcwc.quant.noise import noise_statistics
 from vcwc.quant.sensitivity import output_tensor, sensitivities, step_offsets
 
 
@@ -56,3 +57,36 @@ def test_the_smallest_recipe_moves_steps_by_sensitivity_where_the_architecture_i
     )
     with pytest.raises(vcwc.InputError, match="step allocation by sensitivity needs the model.s architecture"):
         vcwc.compress(model, recipe.with_changes(allocation="sensitivity"))
+
+
+class MaskedTokens(nn.Module):
+    """Token ids and a Hugging Face style attention_mask in; per-token outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.proj = nn.Linear(4, 3)
+
+    def forward(self, input_ids, attention_mask):
+        return self.proj(self.embed(input_ids))
+
+
+def test_padding_counts_in_no_statistic():
+    torch.manual_seed(0)
+    model = MaskedTokens().eval()
+    real = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    padded = torch.tensor([[1, 2, 3, 4, 0, 0], [5, 6, 7, 8, 0, 0]])  # token 0 only ever pads
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0]] * 2)
+    unpadded = CalibrationInputs({"input_ids": real.numpy(), "attention_mask": torch.ones_like(real).numpy()}, "a")
+    with_padding = CalibrationInputs({"input_ids": padded.numpy(), "attention_mask": mask.numpy()}, "b")
+    expected = noise_statistics(model, ["proj.weight"], unpadded, means=True, moments=True)
+    got = noise_statistics(model, ["proj.weight"], with_padding, means=True, moments=True)
+    torch.testing.assert_close(got.means["proj.weight"], expected.means["proj.weight"])
+    torch.testing.assert_close(got.moments["proj.weight"], expected.moments["proj.weight"])
+    # the padding's outputs get no gradient: its embedding row is untouched by the sensitivity pass
+    padding_gradients = []
+    model.embed.weight.register_post_accumulate_grad_hook(
+        lambda p: padding_gradients.append(float(p.grad[0].abs().sum()))
+    )
+    sensitivities(model, ["proj.weight", "embed.weight"], with_padding)
+    assert padding_gradients and not any(padding_gradients)

@@ -37,6 +37,7 @@ BATCHES = 2
 TOKEN_BATCH = 2
 TOKEN_BATCHES = 8
 DEFAULT_TOKENS = 128  # sequence length for token models when no input shape is given
+ATTENTION_MASK = "attention_mask"  # the keyword Hugging Face models take it by: 1 for a token, 0 for padding
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,25 @@ def driver_for(module: nn.Module, input_shape: tuple[int, ...] | None, calibrati
             f"e.g. (3, 224, 224)), or real inputs (calibration)"
         )
     return GaussianNoise(input_shape)
+
+
+def attended_positions(kwargs: dict) -> torch.Tensor | None:
+    """The token positions a batch's 0/1 `attention_mask` (batch, tokens) keeps, where it drops any: padding
+    is not the model's data, and a calibration file of short texts padded to one length is mostly padding,
+    so it counts in no statistic. None where there is no such mask, or it keeps every position or none."""
+    mask = kwargs.get(ATTENTION_MASK)
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 2 or not bool(((mask == 0) | (mask == 1)).all()):
+        return None
+    keep = mask != 0
+    return None if bool(keep.all()) or not bool(keep.any()) else keep
+
+
+def kept_positions(x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """The rows of a (batch, tokens, ...) tensor at the kept positions, (kept, ...); `x` itself where its
+    leading dimensions are not the mask's (a layer that does not work per token)."""
+    if keep is None or x.dim() < 3 or tuple(x.shape[:2]) != tuple(keep.shape):
+        return x
+    return x[keep]
 
 
 def pass_failed(module: nn.Module, driver, batch, exc: Exception, what: str = "forward pass") -> InputError:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .inputs import GaussianNoise, pass_failed
+from .inputs import GaussianNoise, attended_positions, kept_positions, pass_failed
 
 # Patches kept per batch for a convolution's moments: enough for a stable estimate, bounded in memory.
 MAX_PATCHES = 1 << 16
@@ -112,10 +112,11 @@ class StatisticsRecorder:
         # Outputs stay referenced during a forward pass, so that an id is never reused by another tensor.
         self.producer_of_output: dict[int, tuple[torch.Tensor, str]] = {}
         self.batches = 0
+        self.keep: torch.Tensor | None = None  # the token positions of this batch that count
 
     def attach(self) -> list:
         """Register the hooks; the pass that runs the batches removes them."""
-        handles = [self.module.register_forward_pre_hook(self._count_batch)]
+        handles = [self.module.register_forward_pre_hook(self._count_batch, with_kwargs=True)]
         for layer in {id(layer): layer for layer in self.stats.layers.values()}.values():
             handles.append(layer.register_forward_pre_hook(self._record_input))
             handles.append(layer.register_forward_hook(self._record_output))
@@ -135,14 +136,17 @@ class StatisticsRecorder:
         self.producer_of_output.clear()
         return stats
 
-    def _count_batch(self, module, inputs):
+    def _count_batch(self, module, args, kwargs):
         self.batches += 1
+        self.keep = attended_positions(kwargs)
         self.producer_of_output.clear()  # a BatchNorm's producer is found within one forward pass
 
     @torch.no_grad()
     def _record_input(self, layer, inputs):
         name = self.names[id(layer)]
         x = inputs[0].detach()
+        if isinstance(layer, nn.Linear):
+            x = kept_positions(x, self.keep)
         if self.want_means:
             channels = x.shape[-1] if isinstance(layer, nn.Linear) else x.shape[1]
             mean = (

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .inputs import pass_failed
+from .inputs import attended_positions, pass_failed
 from .noise import _normalize_by_batch
 
 PROBES = 2  # random projections of the output per batch
@@ -91,8 +91,13 @@ def sensitivities(
                 raise
             except Exception as exc:
                 raise pass_failed(module, driver, batch, exc) from None
+            keep = attended_positions(batch.kwargs)
             for probe in range(probes):
                 projection = torch.randn(output.shape, generator=generator)
+                if keep is not None and tuple(output.shape[:2]) == tuple(keep.shape):
+                    projection *= keep.reshape(
+                        *keep.shape, *[1] * (output.dim() - 2)
+                    )  # padding's outputs count for nothing
                 module.zero_grad(set_to_none=True)
                 try:
                     (output * projection).sum().backward(retain_graph=probe < probes - 1)
