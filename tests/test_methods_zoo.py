@@ -160,7 +160,8 @@ def test_real_inputs_drive_the_methods_and_are_recorded(tmp_path):
     compressed, _ = compress_and_reload(model, calibration=tmp_path / "inputs.pt")
     inputs = compressed.meta.methods["inputs"]
     assert inputs["kind"] == "calibration_inputs" and inputs["inputs"] == 6 and inputs["file"].endswith("inputs.pt")
-    assert (compressed.recipe["rounding"], compressed.recipe["bias_correction"]) == ("gptq", "on")
+    assert (compressed.recipe["rounding"], compressed.recipe["bias_correction"]) == ("gptq", "off")  # no BatchNorm
+    assert any("bias correction stays off" in note for note in compressed.notes)
 
 
 def test_auto_leaves_gptq_and_bias_correction_off_on_random_tokens_and_says_why():

@@ -24,9 +24,12 @@ def test_named_recipes_say_what_they_are():
 
 def test_auto_methods_resolve_on_the_architecture():
     smallest = RECIPES["smallest"]
-    with_arch = smallest.resolved(architecture=True, representative_inputs=True)
-    assert (with_arch.rounding, with_arch.bias_correction) == ("gptq", "on")
-    for without in (smallest.resolved(architecture=True), smallest.resolved(representative_inputs=True)):
+    for statistics in ({"batchnorm": True}, {"batchnorm": True, "real_inputs": True}):
+        with_arch = smallest.resolved(architecture=True, **statistics)
+        assert (with_arch.rounding, with_arch.bias_correction) == ("gptq", "on")
+    real_inputs_no_batchnorm = smallest.resolved(architecture=True, real_inputs=True)
+    assert (real_inputs_no_batchnorm.rounding, real_inputs_no_batchnorm.bias_correction) == ("gptq", "off")
+    for without in (smallest.resolved(architecture=True), smallest.resolved(real_inputs=True, batchnorm=True)):
         assert (without.rounding, without.bias_correction) == ("nearest", "off")
     assert not smallest.needs_architecture and smallest.with_changes(rounding="gptq").needs_architecture
     auto = Recipe(codec=CodecSettings("auto"))

@@ -22,7 +22,7 @@ def add_parser(commands) -> None:
         help="compress a model file into a .vcwc file",
         description="Compress a model with a recipe. Named recipes: " + RECIPE_HELP + ". Any setting below "
         "overrides the recipe's. gptq rounding and the bias correction need the architecture (--arch); "
-        "with 'auto' they apply where it is given.",
+        "with 'auto' they apply where it is given and the model's statistics suit them (docs/recipes.md).",
     )
     p.add_argument(
         "model",
@@ -382,7 +382,7 @@ def _target_search(args, model, recipe: Recipe):
         args.target_drop,
         max_evaluations=args.max_evaluations,
         selection=recipe.selection,
-        rounding=recipe.resolved(architecture=True, representative_inputs=True).rounding,
+        rounding=recipe.resolved(architecture=True, real_inputs=True, batchnorm=True).rounding,
         progress=True,
     )
 

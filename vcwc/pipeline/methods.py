@@ -33,20 +33,18 @@ PASS_MEMORY_MARGIN = 2 << 30
 def resolve_recipe(
     recipe: Recipe, codec: str, source: ModelSource, architecture: bool, calibration, notes: list[str]
 ) -> Recipe:
-    """The recipe's "auto" choices made for this model: gptq rounding and bias correction only where the
-    inputs they are measured on are representative (real calibration inputs, or noise through BatchNorm),
-    with a note where that alone kept them off."""
-    representative = calibration is not None or _has_batchnorm(source)
-    if architecture and recipe.resolved(codec=codec, architecture=True, representative_inputs=True).needs_architecture:
+    """The recipe's "auto" choices made for this model (Recipe.resolved), with a note where the inputs or
+    the model kept gptq rounding or the bias correction off."""
+    real_inputs, batchnorm = calibration is not None, _has_batchnorm(source)
+    everything = recipe.resolved(codec=codec, architecture=True, real_inputs=True, batchnorm=True)
+    if architecture and everything.needs_architecture:
         architecture = _passes_fit(recipe, source, notes)
-    resolved = recipe.resolved(codec=codec, architecture=architecture, representative_inputs=representative)
-    if (
-        architecture
-        and not representative
-        and resolved != recipe.resolved(codec=codec, architecture=True, representative_inputs=True)
-    ):
+    resolved = recipe.resolved(codec=codec, architecture=architecture, real_inputs=real_inputs, batchnorm=batchnorm)
+    if architecture and not batchnorm and resolved != everything:
         notes.append(
-            "auto: gptq rounding and bias correction stay off: without --calibration the model (no BatchNorm) "
+            "auto: bias correction stays off (the model has no BatchNorm)"
+            if real_inputs
+            else "auto: gptq rounding and bias correction stay off: without --calibration the model (no BatchNorm) "
             "is measured on random inputs, whose layer statistics are not its data's"
         )
     return resolved

@@ -20,61 +20,45 @@ recipe built from scratch codes every bit with the codec, as codec comparisons w
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import tomllib
 
-from .codecs import get_codec
-from .codecs.custom import STANDARDS
-from .errors import CodecError, InputError
+from ..errors import CodecError, InputError
+from .settings import (
+    ARRANGEMENTS,
+    CUSTOM_PREFIX,
+    LOW_BITS,
+    RECIPE_VERSION,
+    ROUNDINGS,
+    SWITCHES,
+    UNCODED_STORAGE,
+    CodecSettings,
+    QuantizerSettings,
+    Selection,
+    TensorOverride,
+    check_choice,
+    check_type,
+    no_unknown,
+    qp_from_step,
+    step_from_qp,
+)
 
-RECIPE_VERSION = 1
-STEPS_PER_OCTAVE = 4  # NNCodec's QP scale: step QP -20 is a step of 2 ** (-20 / 4) in weight units
-GRANULARITIES = ("per_tensor", "per_channel")
-ROUNDINGS = ("nearest", "gptq", "auto")
-ALLOCATIONS = ("uniform", "sensitivity", "auto")
-SWITCHES = ("off", "on", "auto")
-LAYERS = ("all", "fc")
-ARRANGEMENTS = ("rows", "kernel_blocks")
-UNCODED_STORAGE = ("exact", "float16")
-LOW_BITS = ("off", "auto")
-CUSTOM_PREFIX = "custom:"
-
-
-def step_from_qp(qp: float) -> float:
-    """The fixed quantization step of a step QP, on NNCodec's scale so that the two ladders line up."""
-    return 2.0 ** (qp / STEPS_PER_OCTAVE)
-
-
-def qp_from_step(step: float) -> float:
-    return STEPS_PER_OCTAVE * math.log2(step)
-
-
-def _check_type(name: str, value: Any, kind, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        raise InputError(f"recipe {name} must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise InputError(f"recipe {name} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _no_unknown(source: str, data: dict, known: set[str], prefix: str) -> None:
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InputError(
-            f"{source}: unknown setting {prefix}{unknown[0]}; known: {', '.join(prefix + k for k in sorted(known))}"
-        )
-
+__all__ = [
+    "CUSTOM_PREFIX",
+    "RECIPES",
+    "CodecSettings",
+    "QuantizerSettings",
+    "Recipe",
+    "Selection",
+    "TensorOverride",
+    "get_recipe",
+    "named",
+    "qp_from_step",
+    "step_from_qp",
+]
 
 # The flat names of settings (as on the command line) and where they live in a recipe.
 SETTINGS = {
@@ -91,125 +75,6 @@ SETTINGS = {
     "include": "selection.include",
     "exclude": "selection.exclude",
 }
-
-
-@dataclass(frozen=True)
-class CodecSettings:
-    """The video codec and its encoder settings. `qp=None` is lossless on the symbols. The codec checks
-    the QP against its own range when it runs."""
-
-    name: str = "x265"  # a registered codec or profile, "auto", or "custom:ENCODER"
-    qp: int | None = None
-    preset: str | None = None
-    encoder_args: str = ""  # custom encoders only: '-option value' pairs, "{qp}" where the QP goes
-    encoder_format: str | None = None  # custom encoders only: h264, hevc or obu
-
-    def __post_init__(self):
-        _check_type("codec.name", self.name, str)
-        _check_type("codec.qp", self.qp, int, optional=True)
-        _check_type("codec.preset", self.preset, str, optional=True)
-        if self.name.startswith(CUSTOM_PREFIX):
-            if self.encoder_format not in STANDARDS:
-                raise InputError(f"recipe codec {self.name!r} needs encoder_format, one of {', '.join(STANDARDS)}")
-            return
-        if self.encoder_args or self.encoder_format:
-            raise InputError("recipe: encoder_args and encoder_format go with a custom codec (custom:ENCODER)")
-        if self.name == "auto":
-            return
-        get_codec(self.name)  # a CodecError naming the known codecs
-
-    @property
-    def custom_encoder(self) -> str | None:
-        return self.name[len(CUSTOM_PREFIX) :] if self.name.startswith(CUSTOM_PREFIX) else None
-
-
-@dataclass(frozen=True)
-class QuantizerSettings:
-    """Linear symmetric quantization, zero point 0.
-
-    Without `step_qp`, each tensor (or output channel, `per_channel`) gets the scale max|w| / max_level
-    with max_level = 2^(bits-1) - 1. Up to 8 bits the symbols sit in 8-bit frames; `bits` 9 or 10 let
-    tensors that need more than 127 levels use 10-bit frames (where the codec takes them; else 8). With `step_qp`, every tensor gets the fixed step 2^(step_qp/4) in
-    weight units (NNCodec's QP scale), except that a tensor whose range would need more than
-    max_level steps gets the coarser scale max|w| / max_level instead of being clipped. `allocation`
-    "sensitivity" moves each tensor's step around that base by how much its error moves the model's output
-    (vcwc.quant.sensitivity; needs the architecture); "auto" does so where the architecture is known.
-    """
-
-    granularity: str = "per_tensor"
-    bits: int = 8
-    step_qp: float | None = None
-    allocation: str = "uniform"
-
-    def __post_init__(self):
-        _check_choice("quantizer.granularity", self.granularity, GRANULARITIES)
-        _check_type("quantizer.bits", self.bits, int)
-        if not 2 <= self.bits <= 10:
-            raise InputError(f"recipe quantizer.bits must be between 2 and 10, got {self.bits}")
-        _check_choice("quantizer.allocation", self.allocation, ALLOCATIONS)
-        _check_type("quantizer.step_qp", self.step_qp, (int, float), optional=True)
-        if isinstance(self.step_qp, float) and self.step_qp.is_integer():
-            object.__setattr__(self, "step_qp", int(self.step_qp))  # -16.0 and -16 are one recipe
-        if self.step_qp is not None and not -64 <= self.step_qp <= 16:
-            raise InputError(
-                f"recipe quantizer.step_qp must be between -64 and 16 (a step of 2^-16 to 16), got {self.step_qp}"
-            )
-
-    @property
-    def step(self) -> float | None:
-        return None if self.step_qp is None else step_from_qp(self.step_qp)
-
-
-@dataclass(frozen=True)
-class TensorOverride:
-    """Settings for the tensors whose names match `pattern` (fnmatch), or exactly `name`."""
-
-    pattern: str | None = None
-    name: str | None = None
-    step_qp: float | None = None  # this fixed step instead of the quantizer's
-    qp: int | None = None  # this codec QP instead of the codec's (the tensors get frames of their own)
-
-    def __post_init__(self):
-        if (self.pattern is None) == (self.name is None):
-            raise InputError("recipe override: give either a pattern or a name")
-        _check_type("override.step_qp", self.step_qp, (int, float), optional=True)
-        _check_type("override.qp", self.qp, int, optional=True)
-
-    def matches(self, tensor: str) -> bool:
-        return tensor == self.name if self.name is not None else fnmatch.fnmatchcase(tensor, self.pattern)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which tensors go through the video codec; the rest are stored as they came.
-
-    Default: every non-empty floating-point tensor with at least 2 dimensions. `layers="fc"` keeps only
-    2-D weights. `include` patterns (fnmatch) narrow the choice; `exclude` patterns remove names from it.
-    """
-
-    layers: str = "all"
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        _check_choice("selection.layers", self.layers, LAYERS)
-        object.__setattr__(self, "include", tuple(self.include))
-        object.__setattr__(self, "exclude", tuple(self.exclude))
-
-    def is_coded(self, name: str, floating: bool, shape: tuple[int, ...]) -> bool:
-        if not floating or len(shape) < 2 or math.prod(shape) == 0:
-            return False
-        if self.layers == "fc" and len(shape) != 2:
-            return False
-        if self.include and not any(fnmatch.fnmatchcase(name, p) for p in self.include):
-            return False
-        return not any(fnmatch.fnmatchcase(name, p) for p in self.exclude)
-
-    def check_patterns(self, names: list[str]) -> None:
-        for option, patterns in (("include", self.include), ("exclude", self.exclude)):
-            for pattern in patterns:
-                if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
-                    raise InputError(f"recipe selection.{option} pattern {pattern!r} matches no tensor name")
 
 
 @dataclass(frozen=True)
@@ -236,13 +101,13 @@ class Recipe:
     def __post_init__(self):
         if self.version != RECIPE_VERSION:
             raise InputError(f"recipe version {self.version} is not supported (this vcwc reads {RECIPE_VERSION})")
-        _check_type("name", self.name, str, optional=True)
-        _check_choice("rounding", self.rounding, ROUNDINGS)
-        _check_choice("bias_correction", self.bias_correction, SWITCHES)
-        _check_choice("arrangement", self.arrangement, ARRANGEMENTS)
-        _check_choice("uncoded", self.uncoded, UNCODED_STORAGE)
-        _check_type("raw_fallback", self.raw_fallback, bool)
-        _check_choice("low_bits", self.low_bits, LOW_BITS)
+        check_type("name", self.name, str, optional=True)
+        check_choice("rounding", self.rounding, ROUNDINGS)
+        check_choice("bias_correction", self.bias_correction, SWITCHES)
+        check_choice("arrangement", self.arrangement, ARRANGEMENTS)
+        check_choice("uncoded", self.uncoded, UNCODED_STORAGE)
+        check_type("raw_fallback", self.raw_fallback, bool)
+        check_choice("low_bits", self.low_bits, LOW_BITS)
         object.__setattr__(self, "overrides", tuple(self.overrides))
 
     @property
@@ -263,17 +128,25 @@ class Recipe:
         return self.codec.qp
 
     def resolved(
-        self, *, codec: str | None = None, architecture: bool = False, representative_inputs: bool = False
+        self,
+        *,
+        codec: str | None = None,
+        architecture: bool = False,
+        real_inputs: bool = False,
+        batchnorm: bool = False,
     ) -> Recipe:
-        """The recipe with its "auto" choices made: the codec picked; with the
-        architecture, step allocation by sensitivity, and gptq rounding and bias correction where the
-        inputs they are measured on are `representative_inputs` (real calibration inputs, or noise through
-        a network whose BatchNorms normalize it)."""
-        statistics = architecture and representative_inputs
+        """The recipe with its "auto" choices made: the codec picked; with the architecture, step allocation
+        by sensitivity; gptq rounding where the layer statistics it uses are like the data's (`real_inputs`
+        from a calibration file, or noise through a network whose `batchnorm` layers normalize it); and the
+        bias correction only where the network has BatchNorm: on a transformer it did not help even with
+        real inputs (docs/recipes.md)."""
         rounding = self.rounding
         if rounding == "auto":
-            rounding = "gptq" if statistics and self.codec.qp is None else "nearest"
-        bias = ("on" if statistics else "off") if self.bias_correction == "auto" else self.bias_correction
+            served = architecture and (real_inputs or batchnorm) and self.codec.qp is None
+            rounding = "gptq" if served else "nearest"
+        bias = self.bias_correction
+        if bias == "auto":
+            bias = "on" if architecture and batchnorm else "off"
         codec_settings = replace(self.codec, name=codec) if codec and self.codec.name == "auto" else self.codec
         allocation = self.quantizer.allocation
         if allocation == "auto":
@@ -325,7 +198,7 @@ class Recipe:
         if not isinstance(data, dict):
             raise InputError(f"{source}: a recipe is an object of settings")
         known = set(cls.__dataclass_fields__)
-        _no_unknown(source, data, known, "")
+        no_unknown(source, data, known, "")
         values = dict(data)
         try:
             for key, kind in (("codec", CodecSettings), ("quantizer", QuantizerSettings), ("selection", Selection)):
@@ -333,14 +206,14 @@ class Recipe:
                     section = values[key]
                     if not isinstance(section, dict):
                         raise InputError(f"{source}: {key} must be a table of settings")
-                    _no_unknown(source, section, set(kind.__dataclass_fields__), f"{key}.")
+                    no_unknown(source, section, set(kind.__dataclass_fields__), f"{key}.")
                     values[key] = kind(**section)
             if "overrides" in values:
                 entries = values["overrides"]
                 if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
                     raise InputError(f"{source}: overrides must be a list of tables")
                 for entry in entries:
-                    _no_unknown(source, entry, set(TensorOverride.__dataclass_fields__), "overrides.")
+                    no_unknown(source, entry, set(TensorOverride.__dataclass_fields__), "overrides.")
                 values["overrides"] = tuple(TensorOverride(**entry) for entry in entries)
             if isinstance(values.get("bias_correction"), bool):  # TOML/JSON true/false read as on/off
                 values["bias_correction"] = "on" if values["bias_correction"] else "off"
