@@ -48,16 +48,23 @@ def _moment_factor(moments: torch.Tensor) -> np.ndarray:
     """Upper-triangular V with V Vᵀ = moments + damping (a Cholesky factor taken from the last column
     back): rounding column i moves the later columns j by its residual times V[i, j] / V[j, j]. In
     float32, as GPTQ computes it: the factorization dominates its time."""
-    moments = moments.float().clone()
-    diagonal = torch.diagonal(moments)
+    diagonal = torch.diagonal(moments).float().clone()
     diagonal[diagonal <= 0] = 1.0  # an input the noise never reached: its weights are rounded alone
     diagonal += DAMPING * diagonal.mean()
     if len(moments) <= SMALL_LAYER:
-        inverse = torch.cholesky_inverse(torch.linalg.cholesky(moments))
+        damped = moments.float().clone()
+        torch.diagonal(damped).copy_(diagonal)
+        inverse = torch.cholesky_inverse(torch.linalg.cholesky(damped))
         upper = torch.linalg.cholesky(inverse, upper=True).double()
         return torch.linalg.solve_triangular(upper, torch.eye(len(upper), dtype=torch.float64), upper=True).numpy()
-    # With J the reversal, J H J = L Lᵀ gives H = (J L J)(J L J)ᵀ, and J L J is upper triangular.
-    return torch.linalg.cholesky(moments.flip(0).flip(1)).flip(0).flip(1).double().numpy()
+    # With J the reversal, J H J = L Lᵀ gives H = (J L J)(J L J)ᵀ, and J L J is upper triangular. One
+    # reversed copy in, the factor out, and its float64 copy read through a reversed view: a layer of 16,384
+    # columns then holds 4 GiB at most here (its moments, two float32 matrices, then the float64 factor).
+    reversed_damped = moments.float().flip((0, 1))
+    torch.diagonal(reversed_damped).copy_(diagonal.flip(0))
+    lower = torch.linalg.cholesky(reversed_damped)
+    del reversed_damped
+    return np.flip(lower.numpy(), (0, 1)).astype(np.float64)
 
 
 def _round_columns(columns: np.ndarray, steps: np.ndarray, max_level: int, factor: np.ndarray) -> np.ndarray:
