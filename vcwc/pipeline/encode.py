@@ -63,7 +63,8 @@ def encode_tensors(
 ) -> Encoded:
     """Encode every coded tensor of `plan`. `on_decoded(name)` may return a function that is then given
     (original, reconstructed) of that tensor as the decoder will return it (for the bias correction), in the
-    model's order; returning None spares building the reconstruction.
+    model's order; returning None spares building the reconstruction. `moments` (gptq's, per tensor) are used
+    up: each tensor's leave the dict as its levels are chosen, so memory does not hold every layer's to the end.
 
     With `plan.raw_fallback`, a tensor whose share of the video streams would cost more than its symbols as
     raw int8 bytes is stored raw instead (symbols wider than int8 are first requantized to int8), and the
@@ -75,8 +76,10 @@ def encode_tensors(
         total=total, desc="encoding", unit="weight", unit_scale=True, disable=None if progress else True, leave=False
     )
 
+    moments = moments if moments is not None else {}
+
     def quantized_of(name: str) -> Quantized:
-        return quantize(source.array(name), plan.coded[name].quant, name, (moments or {}).get(name))
+        return quantize(source.array(name), plan.coded[name].quant, name, moments.pop(name, None))
 
     # Records waiting for their tensor's error, measured in the pool while the next tensor is gathered: one
     # at a time, so memory holds at most one more tensor's weights.
