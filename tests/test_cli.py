@@ -112,6 +112,15 @@ def test_a_pickle_is_refused_with_the_fix_and_a_vcwc_file_is_recognised(tmp_path
     assert "is a .vcwc file, already compressed" in capsys.readouterr().err
 
 
+def test_a_torchscript_archive_is_refused_with_the_fix(tmp_path, capsys):
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(4, 4)), str(path))
+    assert cli.main(["compress", str(path), "-o", str(tmp_path / "x.vcwc")]) == 1
+    captured = capsys.readouterr()
+    assert "TorchScript archive" in captured.err and "state_dict()" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1 and not (tmp_path / "x.vcwc").exists()
+
+
 class Payload:  # needs pickle code to load
     def __init__(self):
         self.weights = torch.ones(2, 2)

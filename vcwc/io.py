@@ -247,7 +247,21 @@ def _load_index(index: Path) -> ModelSource:
     return SafetensorsModel([index.parent / name for name in names], str(index.parent), dict(weight_map), metadata)
 
 
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive (torch.jit.save): a zip whose records include the model's code."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
 def _torch_load(path: Path):
+    if _is_torchscript(path):
+        raise InputError(
+            f"{path}: a TorchScript archive; vcwc reads weights alone (loading TorchScript runs its code): save "
+            f"them with torch.save(torch.jit.load(PATH).state_dict(), 'weights.pt') or safetensors"
+        )
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
