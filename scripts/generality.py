@@ -12,10 +12,13 @@ output channel + zstd -19. Each point is one JSON record in results/generality/p
 finished points); then the table (the smallest file meeting each model's bar, and the ratios the issue
 asks for) and a plot are written. The suite's models come from scripts/prepare_models.py.
 
-    python scripts/generality.py [--models NAME ...] [--no-arch] [--allocation uniform] [--out results/generality]
+    python scripts/generality.py [--models NAME ...] [--no-arch] [--allocation uniform] [--calibration]
+                                 [--out results/generality]
 
-`--no-arch` and `--allocation` run variants of the recipe (their own points, method `vcwc-weight-only` or
-`vcwc-ALLOCATION`), compared with the recipe as users run it in a second table.
+`--no-arch`, `--allocation` and `--calibration` run variants of the recipe (their own points, method
+`vcwc-weight-only`, `vcwc-ALLOCATION` or `vcwc-calibration`), compared with the recipe as users run it in a
+second table. `--calibration` gives the text models real inputs (`--calibration FILE`) from text their
+measure never reads (scripts/suite_models.py), to see what data would add to the data-free recipe.
 """
 
 from __future__ import annotations
@@ -244,15 +247,21 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=list(SUITE), choices=list(SUITE))
     parser.add_argument("--no-arch", action="store_true", help="compress without --arch (weight-only)")
     parser.add_argument("--allocation", choices=["uniform", "sensitivity"], help="this step allocation, not auto")
+    parser.add_argument("--calibration", action="store_true", help="real inputs for the models that have them")
     parser.add_argument("--out", type=Path, default=RESULTS / "generality")
     args = parser.parse_args()
     torch.set_num_threads(2)
     method = "vcwc-weight-only" if args.no_arch else f"vcwc-{args.allocation}" if args.allocation else "vcwc"
+    method += "-calibration" if args.calibration else ""
     options = ("--allocation", args.allocation) if args.allocation else ()
     for name in args.models:
+        if args.calibration and SUITE[name].calibration is None:
+            print(f"{name}: no calibration inputs, left out", file=sys.stderr)
+            continue
         suite = Suite(SUITE[name], args.out)
+        model_options = options + (("--calibration", str(SUITE[name].calibration_file())) if args.calibration else ())
         for qp in STEP_QPS[name]:
-            suite.point(method, qp, lambda qp=qp, suite=suite: suite.vcwc(qp, not args.no_arch, options))
+            suite.point(method, qp, lambda qp=qp, suite=suite, o=model_options: suite.vcwc(qp, not args.no_arch, o))
         suite.point("int8_zstd", "per_channel", suite.int8_zstd)
         try:
             for qp in NNCODEC_QPS[name]:

@@ -47,6 +47,11 @@ SMOL_CONFIG = dict(
 )  # fmt: skip
 MPNET_LINES, MPNET_MAX_LENGTH = 512, 128
 SMOL_TOKENS, SMOL_WINDOW = 8192, 512
+# Real inputs for `--calibration`, from text the measures never read: 64 lines after line 2,000 (the
+# sentence embedder reads the first 512), padded to the longest as a tokenizer pads a batch; 16 sequences of
+# 128 tokens from token 20,000 on (the perplexity reads the first 8,192).
+CALIBRATION_LINES, CALIBRATION_FIRST_LINE = 64, 2000
+CALIBRATION_SEQUENCES, CALIBRATION_TOKENS, CALIBRATION_FIRST_TOKEN = 16, 128, 20000
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
@@ -137,15 +142,28 @@ def measure_mobilenet(model: nn.Module, reference: dict | None = None) -> dict:
 
 
 @functools.lru_cache(maxsize=1)
-def mpnet_inputs() -> dict[str, torch.Tensor]:
-    """The first 512 lines of tinyshakespeare that are not empty and not speaker tags ("Name:"), tokenized."""
+def text_lines() -> list[str]:
+    """The lines of tinyshakespeare that are not empty and not speaker tags ("Name:")."""
+    lines = [line.strip() for line in shakespeare().splitlines()]
+    return [line for line in lines if line and not line.endswith(":")]
+
+
+def mpnet_tokens(lines: list[str]) -> dict[str, torch.Tensor]:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(cache_dir() / "all-mpnet-base-v2")
-    lines = [line.strip() for line in shakespeare().splitlines()]
-    lines = [line for line in lines if line and not line.endswith(":")][:MPNET_LINES]
     encoded = tokenizer(lines, padding=True, truncation=True, max_length=MPNET_MAX_LENGTH, return_tensors="pt")
     return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+
+def mpnet_inputs() -> dict[str, torch.Tensor]:
+    """The first 512 lines of the text, tokenized."""
+    return mpnet_tokens(text_lines()[:MPNET_LINES])
+
+
+def mpnet_calibration() -> dict[str, np.ndarray]:
+    lines = text_lines()[CALIBRATION_FIRST_LINE : CALIBRATION_FIRST_LINE + CALIBRATION_LINES]
+    return {name: tensor.numpy() for name, tensor in mpnet_tokens(lines).items()}
 
 
 @torch.inference_mode()
@@ -175,6 +193,16 @@ def smollm2_tokens() -> torch.Tensor:
     return torch.tensor(ids).view(-1, SMOL_WINDOW)
 
 
+def smollm2_calibration() -> dict[str, np.ndarray]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(cache_dir() / "smollm2-135m")
+    ids = tokenizer(shakespeare(), add_special_tokens=False)["input_ids"]
+    count = CALIBRATION_SEQUENCES * CALIBRATION_TOKENS
+    chosen = ids[CALIBRATION_FIRST_TOKEN : CALIBRATION_FIRST_TOKEN + count]
+    return {"input_ids": np.array(chosen, dtype=np.int64).reshape(CALIBRATION_SEQUENCES, CALIBRATION_TOKENS)}
+
+
 @torch.inference_mode()
 def measure_smollm2(model: nn.Module, reference: dict | None = None) -> dict:
     """Perplexity over 16 windows of 512 tokens (each scores its 511 next-token predictions)."""
@@ -202,6 +230,15 @@ class SuiteModel:
     quality: str  # the key of `measure`'s result that the bar applies to
     bar: Callable[[dict, dict], bool]  # does a result meet the bar, given the original's?
     bar_text: str
+    calibration: Callable[[], dict[str, np.ndarray]] | None = None  # real inputs the measure never reads
+
+    def calibration_file(self) -> Path:
+        """The model's calibration inputs as an .npz for `vcwc compress --calibration`, in the model cache."""
+        path = cache_dir() / "calibration" / f"{self.name}.npz"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, **self.calibration())
+        return path
 
     def path(self) -> Path:
         folder = cache_dir() / self.folder
@@ -220,10 +257,10 @@ SUITE = {
                                "top-1 within 1 point"),
     "all-mpnet-base-v2": SuiteModel("all-mpnet-base-v2", "scripts.suite_models:mpnet", (128,), "all-mpnet-base-v2",
                                     mpnet, measure_mpnet, "mean_cosine", lambda r, ref: r["mean_cosine"] >= 0.99,
-                                    "mean cosine >= 0.99"),
+                                    "mean cosine >= 0.99", mpnet_calibration),
     "smollm2-135m": SuiteModel("smollm2-135m", "scripts.suite_models:smollm2", (128,), "smollm2-135m", smollm2,
                                measure_smollm2, "perplexity", lambda r, ref: r["perplexity_change"] <= 2.0,
-                               "perplexity within 2%"),
+                               "perplexity within 2%", smollm2_calibration),
 }  # fmt: skip
 
 
