@@ -95,9 +95,8 @@ def sensitivities(
             for probe in range(probes):
                 projection = torch.randn(output.shape, generator=generator)
                 if keep is not None and tuple(output.shape[:2]) == tuple(keep.shape):
-                    projection *= keep.reshape(
-                        *keep.shape, *[1] * (output.dim() - 2)
-                    )  # padding's outputs count for nothing
+                    # padding's outputs count for nothing
+                    projection *= keep.reshape(*keep.shape, *[1] * (output.dim() - 2))
                 module.zero_grad(set_to_none=True)
                 try:
                     (output * projection).sum().backward(retain_graph=probe < probes - 1)
