@@ -189,7 +189,8 @@ def table(records: list[dict]) -> tuple[str, str, str]:
     variant_lines = []
     if variants:
         variant_lines += [
-            "Variants of the recipe (the smallest file meeting the bar; `vcwc` is the recipe as users run it):",
+            "Variants of the recipe (the smallest file meeting the bar; `vcwc` is the recipe as users run it; "
+            "-: not run):",
             "",
             "| model | vcwc | " + " | ".join(variants) + " |",
             "|---|---|" + "---|" * len(variants),
@@ -197,7 +198,10 @@ def table(records: list[dict]) -> tuple[str, str, str]:
         for name in SUITE:
             mine = [r for r in records if r["model"] == name]
             if mine:
-                cells = [text(smallest_meeting(mine, method)) for method in ["vcwc", *variants]]
+                cells = [
+                    text(smallest_meeting(mine, method)) if any(r["method"] == method for r in mine) else "-"
+                    for method in ["vcwc", *variants]
+                ]
                 variant_lines.append(f"| {name} | " + " | ".join(cells) + " |")
     detail = ["", "| model | method | setting | bits/weight | quality | meets bar |", "|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r["model"], r["method"], str(r["setting"]))):
