@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import vcwc
+from vcwc.quant.noise import layer_patches
 
 pytestmark = pytest.mark.slow  # real codecs end to end
 
@@ -101,6 +102,53 @@ def test_depthwise_after_tf_padding_at_full_size():
     assert "features.16.weight" in methods["gptq_rounding"]["served"]  # the depthwise 5x5 after the pad
     assert methods["inputs"]["shape"] == [2, 3, 224, 224]
     assert methods["bias_correction"]["corrected"]["features.16.weight"] == "features.17.running_mean"
+
+
+class Conv2dSame(nn.Conv2d):
+    """TF-style "same" padding computed in its own forward (as timm's and geffnet's ports do): the layer
+    declares no padding, and nn.Conv2d.forward is never called."""
+
+    def forward(self, x):
+        pads = []
+        for size, k, s in zip(reversed(x.shape[2:]), reversed(self.kernel_size), reversed(self.stride)):
+            needed = max((-(-size // s) - 1) * s + k - size, 0)
+            pads += [needed // 2, needed - needed // 2]
+        return F.conv2d(F.pad(x, pads), self.weight, None, self.stride, 0, 1, self.groups)
+
+
+class SamePaddingInForward(nn.Module):
+    """timm-style Conv2dSame layers (padding in their own forward) down to maps smaller than the last
+    kernel: the noise pass used to end in 'input with spatial size (2, 2), kernel_size=(5, 5)'."""
+
+    def __init__(self):
+        super().__init__()
+        layers, channels = [], 3
+        for width in (8, 16, 16, 32, 32):
+            layers += [Conv2dSame(channels, width, 3, stride=2, bias=False), nn.BatchNorm2d(width), nn.ReLU6()]
+            channels = width
+        layers += [Conv2dSame(32, 32, 5, stride=2, groups=32, bias=False), nn.BatchNorm2d(32), nn.ReLU6()]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+def test_padding_done_in_forward_on_maps_smaller_than_the_kernel():
+    compressed, _ = compress_and_reload(SamePaddingInForward().eval(), input_shape=(3, 64, 64))
+    assert "features.15.weight" in compressed.meta.methods["gptq_rounding"]["served"]  # the 5x5 on a 2x2 map
+
+
+def test_patches_of_padding_done_in_forward_are_the_convolution_even_on_a_map_smaller_than_the_kernel():
+    torch.manual_seed(0)
+    layer = Conv2dSame(4, 4, 5, stride=2, groups=4, bias=False)
+    x = torch.randn(2, 4, 3, 2)  # smaller than the kernel: unfolding it as declared would fail
+    output = layer(x)
+    patches = layer_patches(layer, x, tuple(output.shape[2:]))
+    weights = layer.weight.detach().reshape(4, -1)
+    expected = output.permute(0, 2, 3, 1).reshape(-1, 4)
+    for group in range(4):
+        torch.testing.assert_close(patches[group] @ weights[group], expected[:, group], rtol=1e-4, atol=1e-4)
 
 
 def test_dilated_grouped_reflect_even_same_conv1d_conv3d():

@@ -118,8 +118,7 @@ class StatisticsRecorder:
         """Register the hooks; the pass that runs the batches removes them."""
         handles = [self.module.register_forward_pre_hook(self._count_batch, with_kwargs=True)]
         for layer in {id(layer): layer for layer in self.stats.layers.values()}.values():
-            handles.append(layer.register_forward_pre_hook(self._record_input))
-            handles.append(layer.register_forward_hook(self._record_output))
+            handles.append(layer.register_forward_hook(self._record))
         for name, layer in self.module.named_modules():
             if isinstance(layer, nn.modules.batchnorm._BatchNorm):
                 handles.append(layer.register_forward_pre_hook(self._note_batchnorm(name)))
@@ -142,8 +141,11 @@ class StatisticsRecorder:
         self.producer_of_output.clear()  # a BatchNorm's producer is found within one forward pass
 
     @torch.no_grad()
-    def _record_input(self, layer, inputs):
+    def _record(self, layer, inputs, output):
+        """The layer's input statistics, after its forward pass: its output's size tells the padding a layer
+        did itself (TF-style "same" padding in its own forward) from the padding it declares."""
         name = self.names[id(layer)]
+        self.producer_of_output[id(output)] = (output, name)
         x = inputs[0].detach()
         if isinstance(layer, nn.Linear):
             x = kept_positions(x, self.keep)
@@ -156,16 +158,14 @@ class StatisticsRecorder:
             )
             self.mean_sums[name] = self.mean_sums.get(name, 0) + mean
         if name in self.moment_layers:
-            patches = layer_patches(layer, x)  # (groups, n, d)
+            output_size = tuple(output.shape[2:]) if isinstance(output, torch.Tensor) else None
+            patches = layer_patches(layer, x, output_size)  # (groups, n, d)
             if patches.shape[1] > MAX_PATCHES:
                 keep = torch.randperm(patches.shape[1], generator=self.generator)[:MAX_PATCHES]
                 patches = patches[:, keep]
             moment = patches.transpose(1, 2) @ patches / patches.shape[1]
             sums = self.moment_sums
             sums[name] = sums[name] + moment if name in sums else moment
-
-    def _record_output(self, layer, inputs, output):
-        self.producer_of_output[id(output)] = (output, self.names[id(layer)])
 
     def _note_batchnorm(self, name):
         def hook(layer, inputs):
@@ -239,11 +239,13 @@ def _normalize_by_batch(layer, inputs, output):
     return F.batch_norm(inputs[0], None, None, layer.weight, layer.bias, True, 0.0, layer.eps)
 
 
-def layer_patches(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def layer_patches(layer: nn.Module, x: torch.Tensor, output_size: tuple[int, ...] | None = None) -> torch.Tensor:
     """A layer's inputs as the rows its weight matrix multiplies: (groups, n, d), float32.
 
     Linear layers take any leading dimensions (tokens); convolutions any kernel, stride, dilation,
-    groups and padding, in the column order of weight.reshape(out_channels, -1).
+    groups and padding, in the column order of weight.reshape(out_channels, -1). `output_size` (the
+    convolution's output, spatial dimensions) reveals padding the layer adds in its own forward beyond
+    what it declares, as TF ports pad for "same" (the extra pixel at the end); the input is padded so.
     """
     x = x.float()
     if isinstance(layer, nn.Linear):
@@ -252,8 +254,11 @@ def layer_patches(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         x = x.unsqueeze(2)
         kernel, dilation, stride = (1, *layer.kernel_size), (1, *layer.dilation), (1, *layer.stride)
         padding = layer.padding if isinstance(layer.padding, str) else (0, *layer.padding)
+        output_size = None if output_size is None else (1, *output_size)
     else:
         kernel, dilation, stride, padding = layer.kernel_size, layer.dilation, layer.stride, layer.padding
+    if output_size is not None and not isinstance(padding, str):
+        x = _pad_in_forward(x, output_size, kernel, dilation, stride, padding)
     if isinstance(padding, str):  # 'valid', or 'same' (stride 1; torch pads the extra pixel at the end)
         if padding == "valid":
             padding = (0, 0)
@@ -271,3 +276,15 @@ def layer_patches(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     # (N, groups * d, L) -> (groups, N * L, d): the column order is (channel, kernel row, kernel col),
     # as weight.reshape(out_channels, -1) orders a group's columns.
     return columns.reshape(columns.shape[0], groups, per_group, -1).permute(1, 0, 3, 2).reshape(groups, -1, per_group)
+
+
+def _pad_in_forward(x: torch.Tensor, output_size, kernel, dilation, stride, padding) -> torch.Tensor:
+    """`x` zero-padded by what the layer's output size needs beyond its declared padding (none for a
+    standard convolution), half before and the rest after, as TF's "same" padding does."""
+    extra = []
+    for size, out, k, d, s, p in zip(x.shape[2:], output_size, kernel, dilation, stride, padding):
+        needed = max((out - 1) * s + d * (k - 1) + 1 - size - 2 * p, 0)
+        extra.append((needed // 2, needed - needed // 2))
+    if not any(before or after for before, after in extra):
+        return x
+    return F.pad(x, [side for pair in reversed(extra) for side in pair])
