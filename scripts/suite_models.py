@@ -156,6 +156,7 @@ def mpnet_tokens(lines: list[str]) -> dict[str, torch.Tensor]:
     return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
 
+@functools.lru_cache(maxsize=1)
 def mpnet_inputs() -> dict[str, torch.Tensor]:
     """The first 512 lines of the text, tokenized."""
     return mpnet_tokens(text_lines()[:MPNET_LINES])
