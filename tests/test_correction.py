@@ -7,7 +7,7 @@ from torch import nn
 
 import vcwc
 from vcwc.errors import InputError
-from vcwc.quant.correction import BiasCorrection, output_shift
+from vcwc.quant.correction import BiasCorrection, Target, output_shift
 from vcwc.quant.noise import noise_statistics
 
 pytestmark = pytest.mark.slow  # real codecs or models end to end
@@ -23,6 +23,19 @@ def test_output_shift_is_the_convolution_of_the_error_with_the_mean_input(groups
     constant = means.reshape(1, 4, 1, 1).expand(1, 4, 5, 5)  # an input equal to its mean everywhere
     centre = F.conv2d(constant, error, groups=groups)[0, :, 1, 1]  # a pixel that sees no padding
     torch.testing.assert_close(output_shift(error, means, groups), centre)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_a_transposed_convolutions_shift_is_its_mean_output_change_over_a_stride_period(groups):
+    torch.manual_seed(0)
+    layer = nn.ConvTranspose2d(4, 6, 4, stride=2, padding=1, groups=groups, bias=False)
+    error = torch.randn_like(layer.weight, dtype=torch.float64) * 0.01
+    means = torch.randn(4, dtype=torch.float64)
+    constant = means.reshape(1, 4, 1, 1).expand(1, 4, 6, 6)
+    change = F.conv_transpose2d(constant, error, stride=2, padding=1, groups=groups)[0]
+    interior = change[:, 4:8, 4:8]  # away from the borders, two periods of the stride each way
+    correction = BiasCorrection({"w": means}, {"w": Target("b", -1)}, {"w": groups}, {}, transposed_strides={"w": 4})
+    torch.testing.assert_close(correction.shift("w", torch.zeros_like(error), error), interior.mean(dim=(1, 2)))
 
 
 def test_linear_shift_and_a_wrong_input_count_is_refused():

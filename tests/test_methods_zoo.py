@@ -151,6 +151,29 @@ def test_patches_of_padding_done_in_forward_are_the_convolution_even_on_a_map_sm
         torch.testing.assert_close(patches[group] @ weights[group], expected[:, group], rtol=1e-4, atol=1e-4)
 
 
+class Upsampling(nn.Module):
+    """A decoder's shape: a transposed convolution into a BatchNorm, then a GRU over the columns."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.gru = nn.GRU(4, 6, batch_first=True)
+
+    def forward(self, x):
+        columns = F.relu(self.bn(self.up(F.relu(self.down(x))))).mean(dim=2).transpose(1, 2)
+        return self.gru(columns)[0][:, -1]
+
+
+def test_transposed_convolutions_get_the_bias_correction_and_nearest_rounding_named():
+    compressed, _ = compress_and_reload(Upsampling().eval(), input_shape=(3, 16, 16))
+    methods = compressed.meta.methods
+    assert methods["bias_correction"]["corrected"]["up.weight"] == "bn.running_mean"
+    assert "ConvTranspose2d" in methods["gptq_rounding"]["nearest_instead"]["up.weight"]
+    assert "GRU" in methods["gptq_rounding"]["nearest_instead"]["gru.weight_ih_l0"]
+
+
 def test_dilated_grouped_reflect_even_same_conv1d_conv3d():
     compressed, _ = compress_and_reload(OddConvolutions().eval(), input_shape=(4, 12, 12))
     gptq = compressed.meta.methods["gptq_rounding"]

@@ -6,15 +6,22 @@ follows the layer, adding that shift to its running mean cancels it exactly; a l
 absorbs it in the bias. (Nagel et al., "Data-Free Quantization Through Weight Equalization and Bias
 Correction", ICCV 2019.)
 
+A transposed convolution (weight (in, out/groups, k...)) scatters each input over k taps at `stride`
+steps, so an output position takes prod(k / stride) of them on average: its mean shift is the same sum
+over the kernel divided by the product of the strides (positions in different phases of the stride take
+different taps; a bias can only cancel their mean).
+
 No data is used: E[x] comes from the noise pass of vcwc.quant.noise. Only tensors that the file stores
 uncoded change (running means, biases); the coded weights are those the codec returns.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from ..errors import InputError
 from .noise import NoiseStatistics
@@ -32,6 +39,7 @@ class BiasCorrection:
     targets: dict[str, Target]  # coded weight name -> where its output shift goes
     groups: dict[str, int]  # coded weight name -> the convolution's groups (1 for linear layers)
     uncorrectable: dict[str, str]  # coded weight name -> why its shift cannot be absorbed
+    transposed_strides: dict[str, int] = field(default_factory=dict)  # transposed convolutions: prod(stride)
 
     @classmethod
     def from_statistics(cls, stats: NoiseStatistics, state_names: set[str], coded: set[str]) -> BiasCorrection:
@@ -52,12 +60,20 @@ class BiasCorrection:
                 uncorrectable[name] = "neither a bias of its own nor a BatchNorm after it"
         groups = {name: getattr(layer, "groups", 1) for name, layer in stats.layers.items()}
         means = {name: stats.means[name] for name in stats.layers if name in stats.means}
-        return cls(means, targets, groups, uncorrectable)
+        transposed = {
+            name: math.prod(layer.stride)
+            for name, layer in stats.layers.items()
+            if isinstance(layer, nn.modules.conv._ConvTransposeNd)
+        }
+        return cls(means, targets, groups, uncorrectable, transposed)
 
     def shift(self, name: str, original: torch.Tensor, reconstructed: torch.Tensor) -> torch.Tensor:
         """The output shift of one coded layer, for its weights as the decoder will return them."""
         error = reconstructed.double() - original.double()
-        return output_shift(error, self.input_means[name].double(), self.groups[name])
+        groups, means = self.groups[name], self.input_means[name].double()
+        if name in self.transposed_strides:
+            return output_shift(forward_kernel(error, groups), means, groups) / self.transposed_strides[name]
+        return output_shift(error, means, groups)
 
     def apply(self, targets: dict[str, torch.Tensor], shifts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """New values of the absorbing tensors (`targets`: their current values) given each layer's shift."""
@@ -92,3 +108,11 @@ def output_shift(error: torch.Tensor, input_means: torch.Tensor, groups: int = 1
     grouped = input_means.reshape(groups, inputs_per_group)
     owner = torch.arange(outputs) // (outputs // groups)
     return (per_input * grouped[owner]).sum(dim=1)
+
+
+def forward_kernel(transposed: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """A transposed convolution's weight (in, out/groups, k...) as (out, in/groups, k...), the layout of a
+    convolution's: the taps each output channel takes from each input channel of its group."""
+    inputs, outputs_per_group, *kernel = transposed.shape
+    grouped = transposed.reshape(groups, inputs // groups, outputs_per_group, *kernel).transpose(1, 2)
+    return grouped.reshape(groups * outputs_per_group, inputs // groups, *kernel)

@@ -25,8 +25,9 @@ from .inputs import GaussianNoise, attended_positions, kept_positions, pass_fail
 
 # Patches kept per batch for a convolution's moments: enough for a stable estimate, bounded in memory.
 MAX_PATCHES = 1 << 16
-LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-MOMENT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)  # gptq serves these; Conv3d keeps nearest rounding
+LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
+# gptq serves these; Conv3d and the transposed convolutions (bias correction only) keep nearest rounding
+MOMENT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
 # A layer's moments are (groups, d, d) float32 and its factorization takes d³/3 operations: 16,384 columns
 # take 1 GiB and 1.5 x 10^12 operations; a layer of 65,536 columns (a 1024-channel convolution with a 64-tap
 # kernel) would need 16 GiB and 64 times the operations.
@@ -188,6 +189,7 @@ def _moment_layers(layers: dict[str, nn.Module], budget: int | None, refused: di
     kept, spent = set(), 0
     for name, layer in layers.items():
         if not isinstance(layer, MOMENT_TYPES):
+            refused[name] = f"gptq serves Conv1d, Conv2d and Linear layers, not {type(layer).__name__}"
             continue
         size = moment_bytes(layer)
         if size > MAX_MOMENT_BYTES:
