@@ -177,12 +177,6 @@ class StatisticsRecorder:
         return hook
 
 
-def moment_bytes(layer: nn.Module) -> int:
-    """Bytes of a layer's input moments: (groups, d, d) float32, d the columns of one group's weight matrix."""
-    groups = getattr(layer, "groups", 1)
-    return 4 * groups * (layer.weight[0].numel()) ** 2
-
-
 def _moment_layers(layers: dict[str, nn.Module], budget: int | None, refused: dict[str, str]) -> set[str]:
     """The coded weights whose layers get moments: a layer gptq serves, within MAX_MOMENT_BYTES and, in
     the model's order, within `budget`; the reasons for the others go to `refused`."""
@@ -191,10 +185,11 @@ def _moment_layers(layers: dict[str, nn.Module], budget: int | None, refused: di
         if not isinstance(layer, MOMENT_TYPES):
             refused[name] = f"gptq serves Conv1d, Conv2d and Linear layers, not {type(layer).__name__}"
             continue
-        size = moment_bytes(layer)
+        columns = layer.weight[0].numel()  # of one group's weight matrix
+        size = 4 * getattr(layer, "groups", 1) * columns**2  # (groups, d, d) float32
         if size > MAX_MOMENT_BYTES:
             refused[name] = (
-                f"its inputs have {layer.weight[0].numel():,} columns: gptq's moments would take "
+                f"its inputs have {columns:,} columns: gptq's moments would take "
                 f"{size / 2**30:.1f} GiB (at most {MAX_MOMENT_BYTES / 2**30:g})"
             )
         elif budget is not None and spent + size > budget:
