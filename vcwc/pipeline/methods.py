@@ -28,6 +28,9 @@ from ..recipe import Recipe
 # add little (SmolLM2-135M peaks at 1.8 GiB in all, results/llm).
 PASS_MEMORY_FACTOR = 1.5
 PASS_MEMORY_MARGIN = 2 << 30
+# Every layer type gptq does not serve is named in the statistics; what is left is a layer whose inputs
+# do not match the coded weight's matrix (`_fits`).
+MOMENTS_MISMATCH = "its layer's inputs do not match its weight matrix (a weight tied to another layer's)"
 
 
 def resolve_recipe(
@@ -176,7 +179,7 @@ def prepare(
         methods.report["gptq_rounding"] = {
             "served": sorted(methods.moments, key=coded.index),
             "nearest_instead": {
-                name: stats.unserved.get(name) or stats.no_moments.get(name, "its layer type keeps nearest rounding")
+                name: stats.unserved.get(name) or stats.no_moments.get(name, MOMENTS_MISMATCH)
                 for name in coded
                 if name not in methods.moments
             },
