@@ -138,10 +138,10 @@ def markdown(records: list[dict], reference: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ladder", type=int, nargs="+", default=[-27, -26, -25, -24, -23, -22, -18])
-    parser.add_argument("--weight-only-ladder", type=int, nargs="+", default=[-26, -24])
+    parser.add_argument("--ladder", type=int, nargs="+", default=[-30, -29, -28, -27, -26, -25, -24, -18])
+    parser.add_argument("--weight-only-ladder", type=int, nargs="+", default=[-28, -26])
     parser.add_argument("--nncodec-qps", type=int, nargs="+", default=[-32, -31, -30, -29, -28])
-    parser.add_argument("--noisy-ladder", type=int, nargs="+", default=[-26, -24])
+    parser.add_argument("--noisy-ladder", type=int, nargs="+", default=[-28, -26])
     parser.add_argument("--noisy-nncodec-qps", type=int, nargs="+", default=[-31, -30, -29])
     parser.add_argument("--skip-noisy", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "llm")

@@ -5,7 +5,7 @@ At the fine steps that transformers need (step QP -26 to -22 on SmolLM2), the fi
 over +-200 and more, and x264's lossless coding lands about 10% above their order-0 entropy: H.264 codes
 levels above 14 with Exp-Golomb bins that do not adapt. This measures, on every coded tensor of SmolLM2-135M
 (scripts/prepare_models.py) at a few step QPs: the entropy; x264, x265 and SVT-AV1 lossless on the symbols
-(one step for every tensor, 10-bit symbols, as `smallest` without the architecture); and x264 on the
+(one step for every tensor, nearest rounding, 10-bit symbols); and x264 on the
 symbols shifted right by b bits, plus b raw bits per weight for the bits shifted out (a bit-plane split).
 
 Writes results/rate_accuracy/bitplanes.json and bitplanes.md.
@@ -34,7 +34,9 @@ CODECS = ("x264", "x265", "svtav1")
 
 def video_bits_per_weight(tensors: dict[str, torch.Tensor], codec: str) -> float:
     """Lossless video on tensors that already hold whole numbers: a step of 1 makes them the symbols."""
-    recipe = vcwc.RECIPES["smallest"].with_changes(step_qp=0, codec=codec, allocation="uniform", low_bits="off")
+    recipe = vcwc.RECIPES["smallest"].with_changes(
+        step_qp=0, codec=codec, allocation="uniform", rounding="nearest", low_bits="off"
+    )
     return vcwc.compress(tensors, recipe).size_report().bits_per_weight
 
 

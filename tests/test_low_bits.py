@@ -71,7 +71,8 @@ def _payloads(compressed) -> dict[str, dict]:
 
 def test_smallest_keeps_low_bits_apart_bit_exactly_and_smaller():
     model = _wide_model()
-    recipe = vcwc.RECIPES["smallest"].with_changes(step_qp=-38)  # a step of 0.0014: symbol RMS about 14
+    # a step of 0.0014: symbol RMS about 14 (nearest rounding: dependent quantization halves them)
+    recipe = vcwc.RECIPES["smallest"].with_changes(step_qp=-38, rounding="nearest")
     apart = vcwc.compress(model, recipe)
     together = vcwc.compress(model, recipe.with_changes(low_bits="off"))
     payloads = _payloads(apart)
@@ -93,7 +94,7 @@ def test_lossy_codec_settings_never_split():
 
 @pytest.fixture(scope="module")
 def apart_file():
-    return vcwc.compress(_wide_model(), vcwc.RECIPES["smallest"].with_changes(step_qp=-38)).data
+    return vcwc.compress(_wide_model(), vcwc.RECIPES["smallest"].with_changes(step_qp=-38, rounding="nearest")).data
 
 
 def _crafted(data: bytes, change) -> bytes:

@@ -237,7 +237,8 @@ def test_real_inputs_drive_the_methods_and_are_recorded(tmp_path):
 
 def test_auto_leaves_gptq_and_bias_correction_off_on_random_tokens_and_says_why():
     compressed, _ = compress_and_reload(TinyTransformer().eval(), input_shape=(16,))
-    assert (compressed.recipe["rounding"], compressed.recipe["bias_correction"]) == ("nearest", "off")
+    # dependent quantization instead of gptq: it needs no statistics
+    assert (compressed.recipe["rounding"], compressed.recipe["bias_correction"]) == ("dependent", "off")
     assert "gptq_rounding" not in (compressed.meta.methods or {})
     assert any("random inputs" in note for note in compressed.notes)
 
@@ -254,7 +255,7 @@ def test_a_model_the_noise_cannot_drive_is_an_error_naming_it():
     with pytest.raises(vcwc.InputError, match="forward pass of NeedsTwoInputs failed"):
         vcwc.compress(NeedsTwoInputs(), SMALLEST.with_changes(rounding="gptq"), input_shape=(8,))
     weight_only = vcwc.compress(NeedsTwoInputs().state_dict(), SMALLEST)  # no architecture: weight-only
-    assert weight_only.recipe["rounding"] == "nearest" and weight_only.recipe["bias_correction"] == "off"
+    assert weight_only.recipe["rounding"] == "dependent" and weight_only.recipe["bias_correction"] == "off"
 
 
 def test_methods_that_would_not_fit_in_memory_stay_off_or_are_refused(monkeypatch):
@@ -262,7 +263,8 @@ def test_methods_that_would_not_fit_in_memory_stay_off_or_are_refused(monkeypatc
 
     monkeypatch.setattr(methods, "available_memory", lambda: 1 << 20)
     compressed, _ = compress_and_reload(TinyTransformer().eval(), input_shape=(16,))
-    assert compressed.recipe["quantizer"]["allocation"] == "uniform" and not compressed.meta.methods
+    assert compressed.recipe["quantizer"]["allocation"] == "uniform"
+    assert list(compressed.meta.methods) == ["dependent_quantization"]  # no pass of inputs: it needs none
     assert any("weight-only" in note and "GiB available" in note for note in compressed.notes)
     with pytest.raises(vcwc.InputError, match="allocation sensitivity need about .* GiB"):
         compress_and_reload(

@@ -30,7 +30,9 @@ def test_auto_methods_resolve_on_the_architecture():
     real_inputs_no_batchnorm = smallest.resolved(architecture=True, real_inputs=True)
     assert (real_inputs_no_batchnorm.rounding, real_inputs_no_batchnorm.bias_correction) == ("gptq", "off")
     for without in (smallest.resolved(architecture=True), smallest.resolved(real_inputs=True, batchnorm=True)):
-        assert (without.rounding, without.bias_correction) == ("nearest", "off")
+        assert (without.rounding, without.bias_correction) == ("dependent", "off")
+    lossy = smallest.with_changes(qp=20).resolved(architecture=True, batchnorm=True)
+    assert (lossy.rounding, lossy.bias_correction) == ("nearest", "on")
     assert not smallest.needs_architecture and smallest.with_changes(rounding="gptq").needs_architecture
     auto = Recipe(codec=CodecSettings("auto"))
     assert auto.resolved(codec="x265").codec.name == "x265"

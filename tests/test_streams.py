@@ -169,7 +169,8 @@ def test_extract_gives_the_low_bits_a_device_joins_to_the_symbols(tmp_path):
     """Wide symbols keep their low bits raw: the files and the description alone rebuild the weights."""
     torch.manual_seed(4)
     model = {"fc.weight": torch.randn(48, 96) * 0.05}
-    compressed = vcwc.compress(model, vcwc.RECIPES["smallest"].with_changes(step_qp=-30))  # symbol RMS ~9
+    recipe = vcwc.RECIPES["smallest"].with_changes(step_qp=-30, rounding="nearest")  # symbol RMS ~9
+    compressed = vcwc.compress(model, recipe)
     description = json.loads(extract(compressed.container, tmp_path / "out").read_text())
     (tensor,) = description["tensors"]
     (stream,) = description["streams"]
@@ -191,3 +192,4 @@ def test_extract_gives_the_low_bits_a_device_joins_to_the_symbols(tmp_path):
     scale = np.fromfile(tmp_path / "out" / "scales.f32", dtype="<f4")[0]
     weights = ((high << bits) + low) * scale
     assert np.array_equal(weights.astype(np.float32), vcwc.decompress(compressed.data)["fc.weight"].numpy())
+    assert tensor["quantizer"] == "linear_symmetric"

@@ -299,6 +299,9 @@ def _compress(
         recipe.quantizer.allocation,
     )
     plan = make_plan(source, recipe, codec, settings, methods.gptq_served, methods.step_offsets)
+    dependent = [name for name, tensor in plan.coded.items() if tensor.quant.dependent]
+    if dependent:
+        methods.report["dependent_quantization"] = {"tensors": dependent}
     with ContainerWriter(output, force) as writer:
         encoded = encode_tensors(
             source,

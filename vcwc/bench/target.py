@@ -92,7 +92,8 @@ class TargetSearch:
         rebuilt, coded_weights = dict(state), {}
         for name in self.coded:
             symbols, scales = self._quantized(name, step_qps[name])
-            coded_weights[name] = torch.from_numpy(dequantize(symbols, scales)).to(state[name].dtype)
+            weights = dequantize(symbols, scales, self._dependent)
+            coded_weights[name] = torch.from_numpy(weights).to(state[name].dtype)
         rebuilt.update(coded_weights)
         if self._correction is not None:
             rebuilt.update(self._correction.corrected(state, coded_weights))
@@ -114,6 +115,10 @@ class TargetSearch:
             q = quantize(values, config, name, self._moments.get(name))
             self._quantized_cache[key] = (q.symbols, q.scales, entropy_bits(q.symbols) + 32 * len(q.scales))
         return self._quantized_cache[key][:2]
+
+    @property
+    def _dependent(self) -> bool:
+        return self.rounding == "dependent"
 
     def _entropy_bits(self, name: str, qp: int) -> float:
         self._quantized(name, qp)

@@ -88,10 +88,11 @@ def add_parser(commands) -> None:
     )
     p.add_argument(
         "--rounding",
-        choices=["nearest", "gptq", "auto"],
+        choices=["nearest", "gptq", "dependent", "auto"],
         help="how weights take their levels: nearest, gptq (error-compensating rounding steered by "
-        "noise, no data; needs --arch), or auto (gptq where --arch is given and the inputs are --calibration "
-        "or the network has BatchNorm; docs/recipes.md)",
+        "noise, no data; needs --arch), dependent (two quantizers switched by a state machine, as NNC's; "
+        "needs the codec lossless), or auto (gptq where --arch is given and the inputs are --calibration "
+        "or the network has BatchNorm, else dependent where lossless; docs/recipes.md)",
     )
     bias = p.add_mutually_exclusive_group()
     bias.add_argument(
@@ -342,6 +343,9 @@ def _say_methods(methods: dict) -> None:
     if inputs:
         where = f" from {inputs['file']}" if "file" in inputs else ""
         common.say(f"statistics from {inputs['kind'].replace('_', ' ')}{where}")
+    dependent = methods.get("dependent_quantization")
+    if dependent:
+        common.say(f"dependent quantization on {len(dependent['tensors'])} tensors")
     gptq = methods.get("gptq_rounding")
     if gptq:
         skipped = gptq["nearest_instead"]

@@ -113,6 +113,7 @@ def _write_contents(archive: Container, folder: Path) -> None:
                     "shape": list(record.shape),
                     "dtype": record.dtype,
                     "granularity": record.quantizer.granularity,
+                    "quantizer": record.quantizer.kind,
                     "symbols": {
                         "file": RAW_FILE,
                         "offset_bytes": len(raw_symbols),
@@ -137,6 +138,7 @@ def _write_contents(archive: Container, folder: Path) -> None:
                     "arrangement": record.arrangement,
                     "matrix": list(record.matrix),
                     "granularity": record.quantizer.granularity,
+                    "quantizer": record.quantizer.kind,
                     "symbol_offset": pixel_offset(bits),
                     "scales": {"file": SCALES_FILE, "offset_bytes": scales.offset, "count": scales.count},
                     "symbols_crc32": record.symbols_crc32,
@@ -213,7 +215,10 @@ def _write_contents(archive: Container, folder: Path) -> None:
         "the raw symbols file (row-major in the tensor's shape) instead of a video stream. A video tensor with "
         "'low_bits' has its symbols shifted right by bits in the frames: symbol = frame symbol * 2**bits + low, "
         "where low takes `bits` bits of the low bits file, element after element in row-major order of the "
-        "tensor's shape, most significant bit first.",
+        "tensor's shape, most significant bit first. A tensor whose quantizer is 'dependent' has weight = level * "
+        "scale instead: along each row of the tensor reshaped to (shape[0], -1), a state starts at 0 and moves after "
+        "each symbol k to ((0, 2), (2, 0), (1, 3), (3, 1))[state][k & 1]; in states 0 and 1 the level is 2k, in "
+        "states 2 and 3 it is 2k - sign(k).",
         "streams": streams,
         "tensors": tensors,
     }

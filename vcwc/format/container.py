@@ -34,9 +34,10 @@ from ..files import atomic_write
 from . import schema
 
 MAGIC = b"VCWC"
-# Version 2 added payloads with low bits apart; a file is written with the oldest version that reads it.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# Version 2 added payloads with low bits apart, 3 dependent quantization; a file is written with the oldest
+# version that reads it.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 FLAG_METADATA_ZSTD = 1
 KNOWN_FLAGS = FLAG_METADATA_ZSTD
 HEADER = struct.Struct("<4sHHII")
@@ -74,13 +75,19 @@ def _header(document: bytes, flags: int, version: int) -> bytes:
 
 
 def version_for(metadata: dict) -> int:
-    """The oldest format version that reads `metadata`: 2 once a payload keeps its low bits apart (a
-    version 1 reader would ignore them and fail the symbols' checksum), else 1."""
+    """The oldest format version that reads `metadata`: 3 once a tensor is dependently quantized, 2 once a
+    payload keeps its low bits apart (a version 1 reader would ignore them and fail the symbols'
+    checksum), else 1."""
     tensors = metadata.get("tensors") if isinstance(metadata, dict) else None
-    apart = isinstance(tensors, list) and any(
-        isinstance(t, dict) and isinstance(t.get("payload"), dict) and "low_bits" in t["payload"] for t in tensors
-    )
-    return 2 if apart else 1
+    tensors = [t for t in tensors if isinstance(t, dict)] if isinstance(tensors, list) else []
+
+    def has(part: str, key: str, value=None) -> bool:
+        return any(
+            isinstance(t.get(part), dict) and key in t[part] and (value is None or t[part][key] == value)
+            for t in tensors
+        )
+
+    return 3 if has("quantizer", "kind", "dependent") else 2 if has("payload", "low_bits") else 1
 
 
 def write(metadata: dict, blobs: list[Blob], compress_metadata: bool = True) -> bytes:

@@ -32,6 +32,9 @@ BLOB_KINDS = ("video", "quantizer", "uncoded", "symbols")
 COMPRESSIONS = ("none", "zstd")
 UNCODED_ENCODINGS = ("exact", "float16")
 GRANULARITIES = ("per_tensor", "per_channel")
+# linear_symmetric: weight = symbol * scale; dependent: weight = level * scale, the level following each row's
+# state machine (vcwc.quant.dependent)
+QUANTIZER_KINDS = ("linear_symmetric", "dependent")
 # Decoders' limits: no encoder vcwc drives writes larger frames (vcwc itself stays at 4096).
 MAX_FRAME_SIDE = 16384
 MAX_DIMENSIONS = 16

@@ -29,6 +29,7 @@ from .records import (
     MAX_FRAME_SIDE,
     MAX_SYMBOL_BITS,
     PIXEL_FORMATS,
+    QUANTIZER_KINDS,
     STREAM_FORMATS,
     UNCODED_ENCODINGS,
     BlobRecord,
@@ -263,7 +264,7 @@ def _symbols_span(fields: Fields, blobs, needed: int, what: str) -> tuple[int, i
 
 
 def _quantizer(fields: Fields, shape: tuple[int, ...], blobs) -> QuantizerRecord:
-    fields.text("kind", ("linear_symmetric",))
+    kind = fields.text("kind", QUANTIZER_KINDS)
     granularity = fields.text("granularity", GRANULARITIES)
     fields.integer("axis", maximum=0)
     bits = fields.integer("bits", minimum=2, maximum=MAX_SYMBOL_BITS)
@@ -284,6 +285,7 @@ def _quantizer(fields: Fields, shape: tuple[int, ...], blobs) -> QuantizerRecord
         max_level,
         ScalesRef(blob, offset, count),
         fields.text("rounding", optional=True, nullable=True),
+        kind,
     )
 
 

@@ -267,8 +267,8 @@ def _finish_tensor(
     name = tensor_plan.name
     original = source.array(name)
     if on_decoded is not None and on_decoded(name) is not None:
-        on_decoded(name)(original, dequantize(decoded, q.scales))
-    error = pool.submit(reconstruction_error, original, decoded, q.scales)
+        on_decoded(name)(original, dequantize(decoded, q.scales, q.config.dependent))
+    error = pool.submit(reconstruction_error, original, decoded, q.scales, q.config.dependent)
     scales = ScalesRef(-1, len(result.scale_bytes), len(q.scales))
     result.scale_bytes += q.scales.astype("<f4").tobytes()
     rounding = "gptq" if q.config.rounding == "gptq" else None
@@ -286,6 +286,7 @@ def _finish_tensor(
                 q.config.max_level,
                 scales,
                 rounding,
+                "dependent" if q.config.dependent else "linear_symmetric",
             ),
             arrangement=tensor_plan.arrangement,
             matrix=layout.matrix_shape(q.symbols.shape, tensor_plan.arrangement),
@@ -309,7 +310,9 @@ def _complete(finishing: deque, result: Encoded, keep: int) -> None:
         result.reconstructed_error[name] = snr
 
 
-def reconstruction_error(original: np.ndarray, symbols: np.ndarray, scales: np.ndarray) -> tuple[float, float]:
+def reconstruction_error(
+    original: np.ndarray, symbols: np.ndarray, scales: np.ndarray, dependent: bool = False
+) -> tuple[float, float]:
     """(snr_db, max_abs_error) of the dequantized symbols, a block of rows at a time: no full float copy."""
     rows = symbols.reshape(symbols.shape[0], -1) if symbols.ndim else symbols.reshape(1, 1)
     reference = original.reshape(rows.shape)
@@ -317,7 +320,9 @@ def reconstruction_error(original: np.ndarray, symbols: np.ndarray, scales: np.n
     signal = error = largest = 0.0
     for start in range(0, rows.shape[0], step):
         block = slice(start, start + step)
-        parts = error_sums(reference[block], dequantize(rows[block], scales[block] if len(scales) > 1 else scales))
+        parts = error_sums(
+            reference[block], dequantize(rows[block], scales[block] if len(scales) > 1 else scales, dependent)
+        )
         signal, error, largest = signal + parts[0], error + parts[1], max(largest, parts[2])
     return decibels(signal, error), largest
 

@@ -49,6 +49,7 @@ def resolve_recipe(
             if real_inputs
             else "auto: gptq rounding and bias correction stay off: without --calibration the model (no BatchNorm) "
             "is measured on random inputs, whose layer statistics are not its data's"
+            + ("; dependent quantization instead" if resolved.rounding == "dependent" else "")
         )
     return resolved
 

@@ -72,7 +72,7 @@ def make_plan(
         step_qp = recipe.step_qp_for(name)
         if step_qp is not None:
             step_qp += (step_offsets or {}).get(name, 0.0)
-        rounding = "gptq" if recipe.rounding == "gptq" and name in gptq_served else "nearest"
+        rounding = recipe.rounding if recipe.rounding != "gptq" or name in gptq_served else "nearest"
         # Symbols wider than the codec's frames take are capped at its depth (coarser scales, never clipping).
         bits = min(recipe.quantizer.bits, codec.max_bit_depth)
         quant = QuantConfig(

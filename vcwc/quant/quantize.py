@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from .dependent import reach, reconstruction_levels, trellis_symbols
 
 BLOCK_ELEMENTS = 1 << 22
 MAX_BITS = 10  # the widest symbols a 10-bit frame holds: -511..511
+ROUNDINGS = ("nearest", "gptq", "dependent")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class QuantConfig:
     max|w| / max_level instead of being clipped, and the tensor then has a scale per row (the step for
     every row but those). `rounding="gptq"` picks each weight's level on the same grid by
     error-compensating rounding (vcwc.quant.gptq); the decoder is the same either way.
+    `rounding="dependent"` is dependent quantization (vcwc.quant.dependent): symbols about half as wide,
+    reconstructed by a state machine along each row, which the decoder must know of (`dependent`).
     """
 
     granularity: str = "per_tensor"
@@ -41,12 +45,22 @@ class QuantConfig:
             raise InputError(f"bits must be between 2 and {MAX_BITS}, got {self.bits}")
         if self.step is not None and not (self.step > 0 and np.isfinite(self.step)):
             raise InputError(f"step must be a positive number, got {self.step}")
-        if self.rounding not in ("nearest", "gptq"):
-            raise InputError(f"rounding must be 'nearest' or 'gptq', got {self.rounding!r}")
+        if self.rounding not in ROUNDINGS:
+            raise InputError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
 
     @property
     def max_level(self) -> int:
         return 2 ** (self.bits - 1) - 1
+
+    @property
+    def dependent(self) -> bool:
+        return self.rounding == "dependent"
+
+    @property
+    def reach(self) -> int:
+        """How many steps from zero the symbols reach: max_level, or about twice that for dependent
+        quantization, whose quantizers step two grid steps at a time."""
+        return reach(self.max_level) if self.dependent else self.max_level
 
     @property
     def symbol_dtype(self):
@@ -83,13 +97,13 @@ def scales_of(values: np.ndarray, config: QuantConfig) -> np.ndarray:
     )
     if config.granularity == "per_channel" and values.ndim:
         peaks = rows
-    elif config.step is not None and values.ndim >= 2 and rows.max() > config.step * config.max_level:
+    elif config.step is not None and values.ndim >= 2 and rows.max() > config.step * config.reach:
         # Outliers: only the rows (output channels) that hold them get a coarser scale; the others keep the
         # step. A scale per row costs 4 bytes a row; one coarser scale would coarsen every weight.
         peaks = rows
     else:
         peaks = np.array([rows.max()])
-    scales = peaks / config.max_level
+    scales = peaks / config.reach
     if config.step is not None:
         scales = np.maximum(scales, config.step)
     return scales.astype(np.float32)
@@ -108,6 +122,10 @@ def quantize(values: np.ndarray, config: QuantConfig, name: str = "tensor", inpu
         return Quantized(levels.astype(config.symbol_dtype), scales, config)
     divisors = np.where(scales > 0, scales, 1.0).astype(np.float64)
     matrix = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
+    if config.dependent:
+        per_row = np.broadcast_to(divisors, (matrix.shape[0],))
+        symbols = trellis_symbols(matrix, per_row, config.max_level).astype(config.symbol_dtype)
+        return Quantized(symbols.reshape(values.shape), scales, config)
     symbols = np.empty(matrix.shape, dtype=config.symbol_dtype)
     for rows in _row_blocks(*matrix.shape):
         divisor = divisors[rows, None] if len(divisors) > 1 else divisors[0]
@@ -116,8 +134,16 @@ def quantize(values: np.ndarray, config: QuantConfig, name: str = "tensor", inpu
     return Quantized(symbols.reshape(values.shape), scales, config)
 
 
-def dequantize(symbols: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """float32 weights from integer symbols and their scales (one, or one per output channel)."""
+def dequantize(symbols: np.ndarray, scales: np.ndarray, dependent: bool = False) -> np.ndarray:
+    """float32 weights from integer symbols and their scales (one, or one per output channel); `dependent`:
+    symbols of dependent quantization, whose levels follow each row's state machine."""
+    if dependent:
+        rows = symbols.reshape(symbols.shape[0], -1) if symbols.ndim else symbols.reshape(1, 1)
+        weights = np.empty(rows.shape, dtype=np.result_type(np.float32, scales.dtype))
+        for block in _row_blocks(*rows.shape):
+            scale = scales[block, None] if len(scales) > 1 else scales[0]
+            np.multiply(reconstruction_levels(rows[block], weights.dtype), scale, out=weights[block])
+        return weights.reshape(symbols.shape)
     # One pass: numpy casts the symbols a buffer at a time (the same values as a float32 copy first); float64
     # scales give float64 weights, as float32 symbols times a float64 scale would.
     scale = scales.reshape(-1, *([1] * (symbols.ndim - 1))) if len(scales) > 1 else scales[0]

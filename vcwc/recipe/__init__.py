@@ -84,7 +84,7 @@ class Recipe:
     name: str | None = None
     codec: CodecSettings = field(default_factory=CodecSettings)
     quantizer: QuantizerSettings = field(default_factory=QuantizerSettings)
-    rounding: str = "nearest"  # "nearest", "gptq", or "auto": gptq where the architecture is known
+    rounding: str = "nearest"  # "nearest", "gptq", "dependent" or "auto" (resolved())
     bias_correction: str = "off"  # "off", "on", or "auto": on where the architecture is known
     selection: Selection = field(default_factory=Selection)
     arrangement: str = "rows"
@@ -103,6 +103,11 @@ class Recipe:
             raise InputError(f"recipe version {self.version} is not supported (this vcwc reads {RECIPE_VERSION})")
         check_type("name", self.name, str, optional=True)
         check_choice("rounding", self.rounding, ROUNDINGS)
+        if self.rounding == "dependent" and self.codec.qp is not None:
+            raise InputError(
+                "rounding 'dependent' needs the codec lossless on the symbols (no --qp): its levels follow the "
+                "symbols' parities, which a lossy codec changes"
+            )
         check_choice("bias_correction", self.bias_correction, SWITCHES)
         check_choice("arrangement", self.arrangement, ARRANGEMENTS)
         check_choice("uncoded", self.uncoded, UNCODED_STORAGE)
@@ -137,13 +142,15 @@ class Recipe:
     ) -> Recipe:
         """The recipe with its "auto" choices made: the codec picked; with the architecture, step allocation
         by sensitivity; gptq rounding where the layer statistics it uses are like the data's (`real_inputs`
-        from a calibration file, or noise through a network whose `batchnorm` layers normalize it); and the
-        bias correction only where the network has BatchNorm: on a transformer it did not help even with
-        real inputs (docs/recipes.md)."""
+        from a calibration file, or noise through a network whose `batchnorm` layers normalize it), else
+        dependent quantization where the codec is lossless on the symbols; and the bias correction only
+        where the network has BatchNorm: on a transformer it did not help even with real inputs
+        (docs/recipes.md)."""
         rounding = self.rounding
         if rounding == "auto":
-            served = architecture and (real_inputs or batchnorm) and self.codec.qp is None
-            rounding = "gptq" if served else "nearest"
+            lossless = self.codec.qp is None
+            served = architecture and (real_inputs or batchnorm) and lossless
+            rounding = "gptq" if served else "dependent" if lossless else "nearest"
         bias = self.bias_correction
         if bias == "auto":
             bias = "on" if architecture and batchnorm else "off"

@@ -16,7 +16,7 @@ from ..errors import InputError
 RECIPE_VERSION = 1
 STEPS_PER_OCTAVE = 4  # NNCodec's QP scale: step QP -20 is a step of 2 ** (-20 / 4) in weight units
 GRANULARITIES = ("per_tensor", "per_channel")
-ROUNDINGS = ("nearest", "gptq", "auto")
+ROUNDINGS = ("nearest", "gptq", "dependent", "auto")
 ALLOCATIONS = ("uniform", "sensitivity", "auto")
 SWITCHES = ("off", "on", "auto")
 LAYERS = ("all", "fc")
