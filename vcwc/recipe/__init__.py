@@ -10,8 +10,9 @@ the file written records the *resolved* recipe, with "auto" choices made.
 Named recipes (`RECIPES`, `named`):
 - `lossless`: int8 per tensor (scale max|w|/127), x264 lossless on the symbols. Any model.
 - `smallest`: one fixed quantization step 2^(step_qp/4) in weight units (step_qp -16 by default), x264
-  lossless on the symbols; gptq rounding and the bias correction where the architecture is known,
-  nearest rounding and no correction where not. The smallest files at a given accuracy.
+  lossless on the symbols; gptq rounding and the bias correction where the architecture is known and its
+  statistics are like the data's, dependent quantization where not. The smallest files at a given
+  accuracy.
 - `fast`: int8 per output channel, x264 preset ultrafast lossless, nearest rounding, no noise pass.
   Any model; the speed point.
 All three keep the low bits of wide symbols apart, stored raw (`low_bits`, vcwc.format.low_bits); a
