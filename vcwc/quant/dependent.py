@@ -22,7 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 TRANSITIONS = ((0, 2), (2, 0), (1, 3), (3, 1))
-BLOCK_ELEMENTS = 1 << 21  # weights searched at once: the back pointers take 4 bytes each
+FIRST, SECOND = [0, 2, 0, 2], [1, 3, 1, 3]  # the states each state's two incoming paths come from
+SWAPPED = [2, 3, 0, 1]  # the second path into a state takes the candidate of the other parity
+BLOCK_ELEMENTS = 1 << 19  # weights searched at once: about 100 bytes each, reused block to block
 
 
 def reconstruction_levels(symbols: np.ndarray, dtype=np.float32) -> np.ndarray:
@@ -41,15 +43,15 @@ def reconstruction_levels(symbols: np.ndarray, dtype=np.float32) -> np.ndarray:
 
 
 def _candidates(x: np.ndarray, odd_quantizer: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The two symbols of a quantizer around x (in steps), the one below and the one above, as (even
+    """The two symbols (int64) of a quantizer around x (in steps), the one below and the one above, as (even
     symbol, odd symbol): they are consecutive, so one of each parity."""
     if not odd_quantizer:
         low = np.floor(x / 2)
     else:  # levels ..., -3, -1, 0, 1, 3, ...: symbol k at 2k - sgn(k)
         low = np.where(x >= 0, np.floor((x + 1) / 2), -np.floor((1 - x) / 2) - 1)
-    high = low + 1
-    low_even = low % 2 == 0
-    return np.where(low_even, low, high), np.where(low_even, high, low)
+    low = low.astype(np.int64)
+    low_odd = low & 1
+    return low + low_odd, low + 1 - low_odd
 
 
 def _level(k: np.ndarray, odd_quantizer: bool) -> np.ndarray:
@@ -77,39 +79,41 @@ def trellis_symbols(matrix: np.ndarray, divisors: np.ndarray, max_level: int) ->
 
 def _search(x: np.ndarray) -> np.ndarray:
     rows, columns = x.shape
-    cost = np.full((rows, 4), np.inf)
-    cost[:, 0] = 0.0
-    # came_from[n, r, t]: which of the two paths into state t at position n+1 won (0: the first below)
-    came_from = np.empty((columns, rows, 4), dtype=bool)
+    x = np.ascontiguousarray(x.T)  # a column at a time below: each contiguous
+    # The squared error of each quantizer's even and odd candidate at every position, computed at once.
+    # Per position, the four states at once. Into state t the first path comes from state FIRST[t], the
+    # second from SECOND[t] (TRANSITIONS: 0 from 0 or 1, 1 from 2 or 3, 2 from 0 or 1, 3 from 2 or 3), with
+    # the squared error of the candidate that moves there: first[n, t] and first[n, SWAPPED[t]].
+    first = np.empty((columns, 4, rows))
+    candidates = []
+    for odd_quantizer in (False, True):
+        even, odd = _candidates(x, odd_quantizer)
+        first[:, int(odd_quantizer)] = (x - _level(even, odd_quantizer)) ** 2
+        first[:, 2 + int(odd_quantizer)] = (x - _level(odd, odd_quantizer)) ** 2
+        candidates += [even, odd]
+    cost = np.full((4, rows), np.inf)
+    cost[0] = 0.0
+    # came_from[n, r, t]: which of the two paths into state t at position n+1 won (0: the first)
+    came_from = np.empty((columns, rows, 4), dtype=np.int8)
     for n in range(columns):
-        column = x[:, n]
-        even0, odd0 = _candidates(column, False)
-        even1, odd1 = _candidates(column, True)
-        e_even0, e_odd0 = (column - _level(even0, False)) ** 2, (column - _level(odd0, False)) ** 2
-        e_even1, e_odd1 = (column - _level(even1, True)) ** 2, (column - _level(odd1, True)) ** 2
-        # Paths into each state (TRANSITIONS): 0 from 0 (even) or 1 (odd); 2 from 0 (odd) or 1 (even);
-        # 1 from 2 (even) or 3 (odd); 3 from 2 (odd) or 3 (even).
-        into = (
-            (cost[:, 0] + e_even0, cost[:, 1] + e_odd0),
-            (cost[:, 2] + e_even1, cost[:, 3] + e_odd1),
-            (cost[:, 0] + e_odd0, cost[:, 1] + e_even0),
-            (cost[:, 2] + e_odd1, cost[:, 3] + e_even1),
-        )
-        for state, (first, second) in enumerate(into):
-            came_from[n, :, state] = second < first
-            cost[:, state] = np.minimum(first, second)
+        from_first = cost[FIRST] + first[n]
+        from_second = cost[SECOND] + first[n][SWAPPED]
+        came_from[n] = (from_second < from_first).T
+        cost = np.minimum(from_first, from_second)
+    del first
+    # Candidates per position as (rows, 4): even and odd of the even quantizer, then of the odd one.
+    table = np.stack(candidates, axis=2).reshape(columns, rows * 4)
+    del candidates
     symbols = np.empty((rows, columns), dtype=np.int64)
-    state = np.argmin(cost, axis=1)
-    # (previous state, whether the symbol is even) for each state and path, as `into` lists them
-    sources = np.array([[(0, 1), (1, 0)], [(2, 1), (3, 0)], [(0, 0), (1, 1)], [(2, 0), (3, 1)]])
-    index = np.arange(rows)
+    state = np.argmin(cost, axis=0)
+    slots = 4 * np.arange(rows)
     for n in range(columns - 1, -1, -1):
-        column = x[:, n]
-        previous, even = sources[state, came_from[n, index, state].astype(np.int64)].T
-        odd_quantizer = previous >= 2
-        even0, odd0 = _candidates(column, False)
-        even1, odd1 = _candidates(column, True)
-        chosen = np.where(odd_quantizer, np.where(even == 1, even1, odd1), np.where(even == 1, even0, odd0))
-        symbols[:, n] = chosen
-        state = previous
+        path = came_from[n].reshape(-1)[slots + state]
+        # Into state t the first path comes from 2 (t & 1) and the second from one more; the symbol was even
+        # on the first path into states 0 and 1 and on the second into 2 and 3; states 1 and 3 are entered
+        # from the odd quantizer's states (2 and 3).
+        odd_quantizer = state & 1
+        even = path ^ (state < 2)
+        symbols[:, n] = table[n][slots + 2 * odd_quantizer + 1 - even]
+        state = 2 * odd_quantizer + path
     return symbols
