@@ -80,10 +80,10 @@ def trellis_symbols(matrix: np.ndarray, divisors: np.ndarray, max_level: int) ->
 def _search(x: np.ndarray) -> np.ndarray:
     rows, columns = x.shape
     x = np.ascontiguousarray(x.T)  # a column at a time below: each contiguous
-    # The squared error of each quantizer's even and odd candidate at every position, computed at once.
-    # Per position, the four states at once. Into state t the first path comes from state FIRST[t], the
-    # second from SECOND[t] (TRANSITIONS: 0 from 0 or 1, 1 from 2 or 3, 2 from 0 or 1, 3 from 2 or 3), with
-    # the squared error of the candidate that moves there: first[n, t] and first[n, SWAPPED[t]].
+    # The squared errors of both quantizers' even and odd candidates at every position, computed at once:
+    # first[n] holds (even Q0, even Q1, odd Q0, odd Q1). Into state t the first path comes from state
+    # FIRST[t] with the error first[n, t], the second from SECOND[t] with first[n, SWAPPED[t]] (TRANSITIONS:
+    # 0 from 0 or 1, 1 from 2 or 3, 2 from 0 or 1, 3 from 2 or 3); the four states step together.
     first = np.empty((columns, 4, rows))
     candidates = []
     for odd_quantizer in (False, True):
