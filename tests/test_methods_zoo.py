@@ -170,15 +170,15 @@ def test_transposed_convolutions_get_the_bias_correction_and_nearest_rounding_na
     compressed, _ = compress_and_reload(Upsampling().eval(), input_shape=(3, 16, 16))
     methods = compressed.meta.methods
     assert methods["bias_correction"]["corrected"]["up.weight"] == "bn.running_mean"
-    assert "ConvTranspose2d" in methods["gptq_rounding"]["not_served"]["up.weight"]
-    assert "GRU" in methods["gptq_rounding"]["not_served"]["gru.weight_ih_l0"]
+    assert "ConvTranspose2d" in methods["gptq_rounding"]["nearest_instead"]["up.weight"]
+    assert "GRU" in methods["gptq_rounding"]["nearest_instead"]["gru.weight_ih_l0"]
 
 
 def test_dilated_grouped_reflect_even_same_conv1d_conv3d():
     compressed, _ = compress_and_reload(OddConvolutions().eval(), input_shape=(4, 12, 12))
     gptq = compressed.meta.methods["gptq_rounding"]
     assert {"dilated.weight", "grouped.weight", "even_same.weight", "line.weight", "head.weight"} <= set(gptq["served"])
-    assert "volume.weight" in gptq["not_served"]  # Conv3d: named, and quantized dependently instead
+    assert "volume.weight" in gptq["nearest_instead"]  # Conv3d keeps nearest rounding, named
     bias = compressed.meta.methods["bias_correction"]
     assert (
         bias["corrected"]["even_same.weight"] == "bn.running_mean"
@@ -190,7 +190,7 @@ def test_a_layer_too_wide_for_gptq_keeps_nearest_rounding_named():
     compressed, _ = compress_and_reload(WideKernel().eval(), input_shape=(256,))
     gptq = compressed.meta.methods["gptq_rounding"]
     assert {"conv1.weight", "head.weight"} <= set(gptq["served"])
-    assert "17,408 columns" in gptq["not_served"]["conv2.weight"]
+    assert "17,408 columns" in gptq["nearest_instead"]["conv2.weight"]
     assert "conv2.weight" in compressed.meta.methods["bias_correction"]["corrected"]  # bias correction still serves it
 
 
@@ -215,7 +215,7 @@ def test_tokens_attention_and_tied_weights():
     assert rebuilt.lm_head.weight is rebuilt.embed.weight  # loading keeps the tie
     methods = compressed.meta.methods
     assert methods["inputs"]["kind"] == "random_tokens" and methods["inputs"]["vocabulary"] == 200
-    skipped = methods["gptq_rounding"]["not_served"]
+    skipped = methods["gptq_rounding"]["nearest_instead"]
     assert "MultiheadAttention" in skipped["attention.in_proj_weight"] and "Embedding" in skipped["embed.weight"]
     assert {"mlp.0.weight", "mlp.2.weight"} <= set(methods["gptq_rounding"]["served"])
     # MultiheadAttention uses its out_proj's weight without calling the layer: named, never a crash
@@ -233,11 +233,6 @@ def test_real_inputs_drive_the_methods_and_are_recorded(tmp_path):
     assert inputs["kind"] == "calibration_inputs" and inputs["inputs"] == 6 and inputs["file"].endswith("inputs.pt")
     assert (compressed.recipe["rounding"], compressed.recipe["bias_correction"]) == ("gptq", "off")  # no BatchNorm
     assert any("bias correction stays off" in note for note in compressed.notes)
-    # the tensors gptq cannot serve (the embedding table, attention's fused weights) take the next best method
-    not_served = compressed.meta.methods["gptq_rounding"]["not_served"]
-    assert "embed.weight" in not_served
-    assert set(compressed.meta.methods["dependent_quantization"]["tensors"]) == set(not_served)
-    assert compressed.meta.tensor("embed.weight").quantizer.kind == "dependent"
 
 
 def test_auto_leaves_gptq_and_bias_correction_off_on_random_tokens_and_says_why():

@@ -348,10 +348,10 @@ def _say_methods(methods: dict) -> None:
         common.say(f"dependent quantization on {len(dependent['tensors'])} tensors")
     gptq = methods.get("gptq_rounding")
     if gptq:
-        skipped = gptq["not_served"]
+        skipped = gptq["nearest_instead"]
         common.say(
             f"gptq rounding on {len(gptq['served'])} tensors"
-            + (f"; not on {len(skipped)} ({_reasons(skipped)})" if skipped else "")
+            + (f"; nearest rounding on {len(skipped)} ({_reasons(skipped)})" if skipped else "")
         )
     bias = methods.get("bias_correction")
     if bias:

@@ -90,8 +90,7 @@ def run(args) -> int:
     if recipe:
         print(f"recipe: {recipe.name or 'custom'}: {recipe.describe()}")
     for method, section in (meta.methods or {}).items():
-        # "nearest_instead": gptq's in files written before the tensors it left took dependent quantization
-        skipped = section.get("not_served") or section.get("nearest_instead") or section.get("uncorrected") or {}
+        skipped = section.get("nearest_instead") or section.get("uncorrected") or {}
         for name, reason in skipped.items() if isinstance(skipped, dict) else ():
             print(f"{method.replace('_', ' ')} not applied to {name}: {reason}")
     if streams:

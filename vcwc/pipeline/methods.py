@@ -179,7 +179,7 @@ def prepare(
         methods.moments = {name: moment for name, moment in stats.moments.items() if _fits(moment, source.shape(name))}
         methods.report["gptq_rounding"] = {
             "served": sorted(methods.moments, key=coded.index),
-            "not_served": {
+            "nearest_instead": {
                 name: stats.unserved.get(name) or stats.no_moments.get(name, MOMENTS_MISMATCH)
                 for name in coded
                 if name not in methods.moments

@@ -72,17 +72,14 @@ def make_plan(
         step_qp = recipe.step_qp_for(name)
         if step_qp is not None:
             step_qp += (step_offsets or {}).get(name, 0.0)
-        qp = recipe.qp_for(name)
-        tensor_settings = settings if qp == settings.qp else replace(settings, qp=qp)
-        rounding = recipe.rounding
-        if rounding == "gptq" and name not in gptq_served:
-            # the best of the rest where gptq cannot serve (embedding tables, layer types it leaves)
-            rounding = "dependent" if tensor_settings.lossless else "nearest"
+        rounding = recipe.rounding if recipe.rounding != "gptq" or name in gptq_served else "nearest"
         # Symbols wider than the codec's frames take are capped at its depth (coarser scales, never clipping).
         bits = min(recipe.quantizer.bits, codec.max_bit_depth)
         quant = QuantConfig(
             recipe.quantizer.granularity, bits, None if step_qp is None else step_from_qp(step_qp), rounding
         )
+        qp = recipe.qp_for(name)
+        tensor_settings = settings if qp == settings.qp else replace(settings, qp=qp)
         apart = recipe.low_bits == "auto" and tensor_settings.lossless
         coded[name] = TensorPlan(name, codec, tensor_settings, quant, recipe.arrangement, apart)
     # An alias of a tensor that is not coded is stored as it came, like its original.
