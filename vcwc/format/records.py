@@ -116,6 +116,11 @@ class QuantizerRecord:
     kind: str = "linear_symmetric"
     axis: int = 0
 
+    @property
+    def dependent(self) -> bool:
+        """The symbols are dependent quantization's: their levels follow each row's state machine."""
+        return self.kind == "dependent"
+
     def to_dict(self) -> dict:
         record = {
             "kind": self.kind,

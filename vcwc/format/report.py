@@ -100,7 +100,7 @@ def size_report(meta: Metadata, file_bytes: int, header_bytes: int) -> SizeRepor
                     share,
                     8 * share / max(elements, 1),
                     record.snr_db,
-                    record.quantizer.rounding or ("dependent" if record.quantizer.kind == "dependent" else "nearest"),
+                    record.quantizer.rounding or ("dependent" if record.quantizer.dependent else "nearest"),
                 )
             )
         elif record.storage == "alias":

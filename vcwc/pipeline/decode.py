@@ -202,7 +202,7 @@ def _coded_tensor(
     if len(raw) != 4 * scales_ref.count:
         raise IntegrityError(f"{archive.source}: the scales of tensor {record.name!r} lie outside their blob")
     scales = np.frombuffer(raw, dtype="<f4")
-    return from_array(dequantize(symbols, scales, record.quantizer.kind == "dependent"), record.dtype)
+    return from_array(dequantize(symbols, scales, record.quantizer.dependent), record.dtype)
 
 
 def raw_symbols(archive: Container, record: TensorRecord) -> np.ndarray:

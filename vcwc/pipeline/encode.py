@@ -27,7 +27,7 @@ from ..format.container import ContainerWriter, crc32
 from ..format.records import FrameRecord, LowBitsRef, QuantizerRecord, ScalesRef, TensorRecord
 from ..io import ModelSource
 from ..metrics import decibels, error_sums
-from ..quant.quantize import Quantized, dequantize, quantize
+from ..quant.quantize import Quantized, as_rows, dequantize, quantize
 from .decode import tensor_symbols
 from .plan import Plan, TensorPlan
 
@@ -314,7 +314,7 @@ def reconstruction_error(
     original: np.ndarray, symbols: np.ndarray, scales: np.ndarray, dependent: bool = False
 ) -> tuple[float, float]:
     """(snr_db, max_abs_error) of the dequantized symbols, a block of rows at a time: no full float copy."""
-    rows = symbols.reshape(symbols.shape[0], -1) if symbols.ndim else symbols.reshape(1, 1)
+    rows = as_rows(symbols)
     reference = original.reshape(rows.shape)
     step = max(1, BLOCK_ELEMENTS // max(1, rows.shape[1]))
     signal = error = largest = 0.0

@@ -63,11 +63,12 @@ def reach(max_level: int) -> int:
     return 2 * max_level - 3
 
 
-def trellis_symbols(matrix: np.ndarray, divisors: np.ndarray, max_level: int) -> np.ndarray:
-    """Symbols (int64) of a float matrix whose rows have steps `divisors` (one per row), by a four-state
-    Viterbi search per row for the least squared error. Symbols stay within ±max_level."""
+def trellis_symbols(matrix: np.ndarray, divisors: np.ndarray, max_level: int, dtype=np.int64) -> np.ndarray:
+    """Symbols (`dtype`) of a float matrix whose rows have steps `divisors` (one per row), by a four-state
+    Viterbi search per row for the least squared error. Symbols stay within ±max_level, so an integer dtype
+    that holds max_level holds them: no wider copy of the whole matrix is made."""
     rows, columns = matrix.shape
-    symbols = np.empty((rows, columns), dtype=np.int64)
+    symbols = np.empty((rows, columns), dtype=dtype)
     block = max(1, BLOCK_ELEMENTS // max(columns, 1))
     for start in range(0, rows, block):
         stop = min(rows, start + block)

@@ -74,6 +74,11 @@ class Quantized:
     config: QuantConfig
 
 
+def as_rows(array: np.ndarray) -> np.ndarray:
+    """A tensor as the matrix its rows (output channels) make: (shape[0], -1), a scalar as (1, 1)."""
+    return array.reshape(array.shape[0], -1) if array.ndim else array.reshape(1, 1)
+
+
 def _row_blocks(rows: int, columns: int):
     step = max(1, BLOCK_ELEMENTS // max(columns, 1))
     for start in range(0, rows, step):
@@ -81,7 +86,7 @@ def _row_blocks(rows: int, columns: int):
 
 
 def check_finite(values: np.ndarray, name: str) -> None:
-    matrix = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
+    matrix = as_rows(values)
     bad = sum(int((~np.isfinite(matrix[rows])).sum()) for rows in _row_blocks(*matrix.shape))
     if bad:
         raise InputError(f"tensor {name!r} holds {bad} NaN or infinite values; vcwc cannot quantize it")
@@ -89,7 +94,7 @@ def check_finite(values: np.ndarray, name: str) -> None:
 
 def scales_of(values: np.ndarray, config: QuantConfig) -> np.ndarray:
     """float32 scales: the stored value is the one used to quantize, so dequantization reproduces it."""
-    matrix = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
+    matrix = as_rows(values)
     if matrix.size == 0:
         return np.zeros(matrix.shape[0] if config.granularity == "per_channel" else 1, dtype=np.float32)
     rows = np.concatenate(
@@ -121,10 +126,10 @@ def quantize(values: np.ndarray, config: QuantConfig, name: str = "tensor", inpu
         levels = gptq_levels(values.astype(np.float64), scales, config.max_level, input_moments)
         return Quantized(levels.astype(config.symbol_dtype), scales, config)
     divisors = np.where(scales > 0, scales, 1.0).astype(np.float64)
-    matrix = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
+    matrix = as_rows(values)
     if config.dependent:
         per_row = np.broadcast_to(divisors, (matrix.shape[0],))
-        symbols = trellis_symbols(matrix, per_row, config.max_level).astype(config.symbol_dtype)
+        symbols = trellis_symbols(matrix, per_row, config.max_level, config.symbol_dtype)
         return Quantized(symbols.reshape(values.shape), scales, config)
     symbols = np.empty(matrix.shape, dtype=config.symbol_dtype)
     for rows in _row_blocks(*matrix.shape):
@@ -138,7 +143,7 @@ def dequantize(symbols: np.ndarray, scales: np.ndarray, dependent: bool = False)
     """float32 weights from integer symbols and their scales (one, or one per output channel); `dependent`:
     symbols of dependent quantization, whose levels follow each row's state machine."""
     if dependent:
-        rows = symbols.reshape(symbols.shape[0], -1) if symbols.ndim else symbols.reshape(1, 1)
+        rows = as_rows(symbols)
         weights = np.empty(rows.shape, dtype=np.result_type(np.float32, scales.dtype))
         for block in _row_blocks(*rows.shape):
             scale = scales[block, None] if len(scales) > 1 else scales[0]
