@@ -13,7 +13,7 @@ import torch
 import vcwc
 from vcwc.errors import FormatError, InputError
 from vcwc.format import container
-from vcwc.metrics import entropy_bits
+from vcwc.metrics import entropy_bits, snr_db
 from vcwc.quant.dependent import TRANSITIONS, reconstruction_levels
 from vcwc.quant.quantize import QuantConfig, dequantize, quantize
 
@@ -35,10 +35,6 @@ def test_the_decoders_closed_form_follows_the_state_machine(shape, dtype):
     assert np.array_equal(reconstruction_levels(symbols), _levels_by_state_machine(symbols))
 
 
-def _snr_db(weights: np.ndarray, restored: np.ndarray) -> float:
-    return float(10 * np.log10((weights**2).sum() / ((weights - restored) ** 2).sum()))
-
-
 def test_the_trellis_beats_a_scalar_grid_at_equal_entropy():
     """About 0.7 dB more SNR than a scalar grid would have at the same order-0 entropy (6.02 dB a bit)."""
     weights = np.random.default_rng(0).laplace(size=(128, 512)).astype(np.float32)
@@ -46,7 +42,7 @@ def test_the_trellis_beats_a_scalar_grid_at_equal_entropy():
         scalar = quantize(weights, QuantConfig(step=2 * step))
         trellis = quantize(weights, QuantConfig(step=step, rounding="dependent"))
         extra_bits = (entropy_bits(trellis.symbols) - entropy_bits(scalar.symbols)) / weights.size
-        gain = _snr_db(weights, dequantize(trellis.symbols, trellis.scales, dependent=True)) - _snr_db(
+        gain = snr_db(weights, dequantize(trellis.symbols, trellis.scales, dependent=True)) - snr_db(
             weights, dequantize(scalar.symbols, scalar.scales)
         )
         assert gain - 6.02 * extra_bits > 0.4, step
@@ -85,7 +81,7 @@ def test_smallest_without_the_architecture_quantizes_dependently(dependent_file)
     model, restored = _model(), vcwc.decompress(dependent_file.data)
     for name in ("fc1.weight", "conv.weight"):
         original = model[name].numpy()
-        snr = _snr_db(original, restored[name].numpy())
+        snr = snr_db(original, restored[name].numpy())
         assert abs(snr - tensors[name]["snr_db"]) < 1e-3, name
     assert torch.equal(restored["fc1.bias"], model["fc1.bias"])
 
@@ -97,7 +93,7 @@ def test_dependent_beats_nearest_in_size_at_the_same_error():
     def point(recipe):
         compressed = vcwc.compress(model, recipe)
         restored = vcwc.decompress(compressed.data)["fc1.weight"].numpy()
-        return compressed.size_report().bits_per_weight, _snr_db(model["fc1.weight"].numpy(), restored)
+        return compressed.size_report().bits_per_weight, snr_db(model["fc1.weight"].numpy(), restored)
 
     smallest = vcwc.RECIPES["smallest"]
     bits, snr = point(smallest.with_changes(step_qp=-26))
