@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vcwc.models.build import Architecture, build_model
+
 ROOT = Path(__file__).resolve().parents[1]
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 MPNET_CONFIG = dict(
@@ -65,36 +67,20 @@ def data_dir() -> Path:
 
 
 def mpnet() -> nn.Module:
-    """transformers' MPNetModel with its pooler, as the checkpoint holds it. The file also stores the int64
-    buffer embeddings.position_ids, which transformers 5 makes non-persistent; it is made persistent again,
-    so the state dict's keys are the file's and strict loading works."""
+    """transformers' MPNetModel with its pooler, as the checkpoint holds it (and as a user would write it:
+    vcwc accepts the file's int64 `embeddings.position_ids`, a buffer transformers 5 keeps out of the state
+    dict)."""
     from transformers import MPNetConfig, MPNetModel
 
-    model = MPNetModel(MPNetConfig(**MPNET_CONFIG), add_pooling_layer=True)
-    embeddings = model.embeddings
-    embeddings.register_buffer("position_ids", embeddings.position_ids.clone(), persistent=True)
-    return model
-
-
-def _drop_tied_lm_head(module, state_dict, prefix, local_metadata):
-    state_dict.pop(prefix + "lm_head.weight", None)
-
-
-def _allow_missing_tied_lm_head(module, incompatible_keys):
-    if "lm_head.weight" in incompatible_keys.missing_keys:
-        incompatible_keys.missing_keys.remove("lm_head.weight")
+    return MPNetModel(MPNetConfig(**MPNET_CONFIG), add_pooling_layer=True)
 
 
 def smollm2() -> nn.Module:
-    """transformers' LlamaForCausalLM with lm_head tied to the embedding (one Parameter). The checkpoint
-    stores the tied matrix once, as model.embed_tokens.weight: two hooks keep lm_head.weight out of the
-    state dict and let strict loading accept its absence."""
+    """transformers' LlamaForCausalLM with lm_head tied to the embedding (one Parameter), which the
+    checkpoint stores once, as model.embed_tokens.weight."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    model = LlamaForCausalLM(LlamaConfig(**SMOL_CONFIG))
-    model.register_state_dict_post_hook(_drop_tied_lm_head)
-    model.register_load_state_dict_post_hook(_allow_missing_tied_lm_head)
-    return model
+    return LlamaForCausalLM(LlamaConfig(**SMOL_CONFIG))
 
 
 def mobilenet_v2() -> nn.Module:
@@ -247,9 +233,7 @@ class SuiteModel:
         return single if single.is_file() else folder
 
     def load(self, state_dict: dict[str, torch.Tensor]) -> nn.Module:
-        model = self.build()
-        model.load_state_dict(state_dict, strict=True)
-        return model.float().eval()
+        return build_model(Architecture(self.name, self.build), state_dict).float()
 
 
 SUITE = {

@@ -203,6 +203,38 @@ def test_build_model_names_missing_unexpected_and_misshapen_keys():
     assert isinstance(error.value, ValueError)
 
 
+class TiedLanguageModel(torch.nn.Module):
+    """An output layer tied to the input embedding, and a position buffer kept out of the state dict, as
+    transformers builds them."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(50, 8)
+        self.head = torch.nn.Linear(8, 50, bias=False)
+        self.head.weight = self.embed.weight
+        self.register_buffer("positions", torch.zeros(1, 16, dtype=torch.int64), persistent=False)
+
+    def forward(self, ids):
+        return self.head(self.embed(ids))
+
+
+def test_a_tied_tensor_stored_once_and_a_non_persistent_buffer_load():
+    """As Hugging Face saves such a model: the tied matrix under one name, the buffer as the file has it."""
+    embedding = torch.randn(50, 8)
+    model = build_model(TiedLanguageModel(), {"embed.weight": embedding, "positions": torch.arange(16)[None]})
+    assert torch.equal(model.head.weight, embedding) and model.head.weight is model.embed.weight
+    assert torch.equal(model.positions, torch.arange(16)[None])
+    also_head = build_model(TiedLanguageModel(), {"head.weight": embedding})  # either name carries it
+    assert torch.equal(also_head.embed.weight, embedding)
+
+
+def test_a_buffer_of_another_shape_and_a_tensor_tied_to_nothing_present_still_mismatch():
+    with pytest.raises(StateDictMismatchError, match="unexpected keys: positions"):
+        build_model(TiedLanguageModel(), {"embed.weight": torch.randn(50, 8), "positions": torch.arange(8)[None]})
+    with pytest.raises(StateDictMismatchError, match="missing keys: embed.weight, head.weight"):
+        build_model(TiedLanguageModel(), {})
+
+
 def test_digits_resnet_is_small_with_one_large_fully_connected_layer():
     model = build_model("digits_resnet")
     state = model.state_dict()

@@ -25,7 +25,7 @@ from ..eval.datasets import Dataset
 from ..files import atomic_write
 from ..io import ModelSource
 from ..metrics import snr_db
-from ..models.build import build_model, resolve
+from ..models.build import build_model, load_weights_into, resolve
 from ..models.registry import DEFAULT_PREPROCESS
 from ..quant.quantize import QuantConfig, dequantize, quantize
 from ..recipe import Recipe, Selection, step_from_qp
@@ -109,7 +109,7 @@ class ModelUnderTest:
         stored = self._stored_score(key) if reference else None
         known = stored is not None
         if stored is None:
-            self.module.load_state_dict(state_dict, strict=True)
+            load_weights_into(self.module, state_dict)
             stored = evaluate(
                 self.module,
                 self.dataset,
@@ -117,7 +117,7 @@ class ModelUnderTest:
                 progress=self.progress,
                 reference_logits=self.original.logits if reference else None,
             )
-            self.module.load_state_dict(self.state_dict, strict=True)
+            load_weights_into(self.module, self.state_dict)
             if reference:
                 self._store_score(key, stored)
         self._scores[key] = stored

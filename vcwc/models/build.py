@@ -3,7 +3,8 @@
 `MODULE:CALLABLE` names any importable module, dotted or not, found on sys.path, PYTHONPATH or in the
 current directory (a path to a .py file works too), and a callable in it that takes no arguments and
 returns a torch.nn.Module. Weights are loaded strictly: a missing, unexpected or misshapen key is an
-error naming it, never a layer silently left at its initial values.
+error naming it, never a layer silently left at its initial values (a tied tensor stored under one of its
+names, and a checkpoint's value for a non-persistent buffer, are not mismatches: see check_state_dict).
 """
 
 from __future__ import annotations
@@ -123,11 +124,36 @@ def _list_keys(keys: list[str], limit: int = 10) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
+def _tied_names(model: nn.Module) -> dict[str, list[str]]:
+    """Each parameter or buffer name to every name of the same tensor (tied weights, e.g. a language model's
+    output layer that is its input embedding)."""
+    groups: dict[int, list[str]] = {}
+    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    for name, tensor in named:
+        groups.setdefault(id(tensor), []).append(name)
+    return {name: groups[id(tensor)] for name, tensor in named}
+
+
+def _non_persistent_buffers(model: nn.Module, expected) -> dict[str, torch.Tensor]:
+    return {name: buffer for name, buffer in model.named_buffers() if name not in expected}
+
+
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Raise StateDictMismatchError naming every missing, unexpected or wrongly shaped key."""
+    """Raise StateDictMismatchError naming every missing, unexpected or wrongly shaped key.
+
+    Two differences between a checkpoint and its model's state dict are not mismatches: a tied tensor
+    stored once (safetensors cannot hold two names of one tensor, so Hugging Face writes a tied output
+    layer under the embedding's name only), and a buffer the checkpoint holds that the model keeps out of
+    its state dict (non-persistent, as transformers made `position_ids`)."""
     expected = model.state_dict()
-    missing = [key for key in expected if key not in state_dict]
-    unexpected = [key for key in state_dict if key not in expected]
+    tied = _tied_names(model)
+    missing = [key for key in expected if key not in state_dict and not any(n in state_dict for n in tied.get(key, ()))]
+    loose = _non_persistent_buffers(model, expected)
+    unexpected = [
+        key
+        for key in state_dict
+        if key not in expected and not (key in loose and tuple(loose[key].shape) == tuple(state_dict[key].shape))
+    ]
     wrong_shape = [
         f"{key} {tuple(state_dict[key].shape)} != {tuple(expected[key].shape)}"
         for key in expected
@@ -144,6 +170,18 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
         raise StateDictMismatchError(f"the weights do not fit {type(model).__name__}: " + "; ".join(problems))
 
 
+def load_weights_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Load a state dict that check_state_dict accepted: every key the model expects, a tied tensor through
+    whichever of its names the checkpoint holds, a non-persistent buffer from the checkpoint's value."""
+    expected = model.state_dict()
+    model.load_state_dict({key: value for key, value in state_dict.items() if key in expected}, strict=False)
+    loose = _non_persistent_buffers(model, expected)
+    with torch.no_grad():
+        for key, value in state_dict.items():
+            if key in loose:
+                loose[key].copy_(value)
+
+
 def build_model(
     arch: str | nn.Module | Architecture, state_dict: Mapping[str, torch.Tensor] | None = None
 ) -> nn.Module:
@@ -152,5 +190,5 @@ def build_model(
     model = architecture.build()
     if state_dict is not None:
         check_state_dict(model, state_dict)
-        model.load_state_dict(dict(state_dict), strict=True)
+        load_weights_into(model, state_dict)
     return model.eval()
