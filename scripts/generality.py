@@ -12,11 +12,12 @@ output channel + zstd -19. Each point is one JSON record in results/generality/p
 finished points); then the table (the smallest file meeting each model's bar, and the ratios the issue
 asks for) and a plot are written. The suite's models come from scripts/prepare_models.py.
 
-    python scripts/generality.py [--models NAME ...] [--no-arch] [--allocation uniform] [--calibration]
-                                 [--out results/generality]
+    python scripts/generality.py [--models NAME ...] [--no-arch | --folder-arch] [--allocation uniform]
+                                 [--calibration] [--out results/generality]
 
-`--no-arch`, `--allocation` and `--calibration` run variants of the recipe (their own points, method
-`vcwc-weight-only`, `vcwc-ALLOCATION` or `vcwc-calibration`), compared with the recipe as users run it in a
+`--no-arch`, `--folder-arch`, `--allocation` and `--calibration` run variants of the recipe (their own
+points, method `vcwc-weight-only`, `vcwc-folder` (no --arch: the class a Hugging Face folder's config.json
+names), `vcwc-ALLOCATION` or `vcwc-calibration`), compared with the recipe as users run it in a
 second table. `--calibration` gives the text models real inputs (`--calibration FILE`) from text their
 measure never reads (scripts/suite_models.py), to see what data would add to the data-free recipe.
 """
@@ -86,18 +87,21 @@ class Suite:
     def measure(self, state: dict[str, torch.Tensor]) -> dict:
         return self.model.measure(self.model.load(state), self.reference)
 
-    def compress_command(self, compressed: Path, recipe: list[str], use_arch: bool) -> list[str]:
-        """`vcwc compress` of this model as users type it, with the architecture or weight-only."""
+    def compress_command(self, compressed: Path, recipe: list[str], arch: str | bool) -> list[str]:
+        """`vcwc compress` of this model as users type it: with --arch (True), with the architecture its
+        folder's config.json names ("folder"), or weight-only (False)."""
         command = [sys.executable, "-m", "vcwc", "compress", str(self.path), "-o", str(compressed), "--json", *recipe]
-        if use_arch:
+        if arch is True:
             command += ["--arch", self.model.arch, "--input-shape", ",".join(map(str, self.model.input_shape))]
+        elif arch is False:  # not even the class the model folder's config.json names
+            command += ["--arch", "none"]
         return command
 
-    def vcwc(self, step_qp: int, use_arch: bool, options: tuple[str, ...] = ()) -> dict:
+    def vcwc(self, step_qp: int, arch: str | bool, options: tuple[str, ...] = ()) -> dict:
         with tempfile.TemporaryDirectory() as folder:
             compressed, restored = Path(folder) / "model.vcwc", Path(folder) / "restored.safetensors"
             recipe = ["--recipe", "smallest", f"--step-qp={step_qp}", *options]
-            command = self.compress_command(compressed, recipe, use_arch)
+            command = self.compress_command(compressed, recipe, arch)
             start = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
             if done.returncode:
@@ -252,13 +256,18 @@ def plot(records: list[dict], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(SUITE), choices=list(SUITE))
-    parser.add_argument("--no-arch", action="store_true", help="compress without --arch (weight-only)")
+    parser.add_argument("--no-arch", action="store_true", help="compress with --arch none (weight-only)")
+    parser.add_argument(
+        "--folder-arch", action="store_true", help="compress without --arch: the model folder's config.json"
+    )
     parser.add_argument("--allocation", choices=["uniform", "sensitivity"], help="this step allocation, not auto")
     parser.add_argument("--calibration", action="store_true", help="real inputs for the models that have them")
     parser.add_argument("--out", type=Path, default=RESULTS / "generality")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    method = "vcwc-weight-only" if args.no_arch else f"vcwc-{args.allocation}" if args.allocation else "vcwc"
+    arch = False if args.no_arch else "folder" if args.folder_arch else True
+    method = {False: "vcwc-weight-only", "folder": "vcwc-folder"}.get(arch)
+    method = method or (f"vcwc-{args.allocation}" if args.allocation else "vcwc")
     method += "-calibration" if args.calibration else ""
     options = ("--allocation", args.allocation) if args.allocation else ()
     for name in args.models:
@@ -268,7 +277,7 @@ def main() -> int:
         suite = Suite(SUITE[name], args.out)
         model_options = options + (("--calibration", str(SUITE[name].calibration_file())) if args.calibration else ())
         for qp in (CALIBRATION_STEP_QPS if args.calibration else STEP_QPS)[name]:
-            suite.point(method, qp, lambda qp=qp, suite=suite, o=model_options: suite.vcwc(qp, not args.no_arch, o))
+            suite.point(method, qp, lambda qp=qp, suite=suite, o=model_options: suite.vcwc(qp, arch, o))
         suite.point("int8_zstd", "per_channel", suite.int8_zstd)
         try:
             for qp in NNCODEC_QPS[name]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..codecs.base import AUTO_ORDER, codec_names
 from ..errors import InputError
-from ..models.registry import ARCHITECTURES
+from ..models.registry import ARCHITECTURES, NO_ARCHITECTURE
 from ..recipe import CUSTOM_PREFIX, RECIPES, Recipe, get_recipe, qp_from_step
 from . import common
 
@@ -115,7 +115,8 @@ def add_parser(commands) -> None:
         metavar="ARCH",
         help=f"the model's architecture, for the data-free methods: a registered name "
         f"({', '.join(ARCHITECTURES)}) or MODULE:CALLABLE, a callable of an importable module "
-        f"that returns the model (nn.Module) without arguments",
+        f"that returns the model (nn.Module) without arguments. Without it, a Hugging Face model's "
+        f"config.json beside the weights names it (with transformers installed); {NO_ARCHITECTURE}: weight-only",
     )
     p.add_argument(
         "--input-shape",
@@ -252,18 +253,20 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
 def run(args) -> int:
     from ..api import compress
     from ..io import load_model
+    from ..models.huggingface import config_path
 
     output = Path(args.output)
     common.refuse_overwrite(args.output, args.force)
     recipe = recipe_from_args(args)
     input_shape = common.shape("--input-shape", args.input_shape)
+    folder_config = args.arch is None and config_path(args.model) is not None  # the API may build it from there
     for option, used in (
         ("--allocation sensitivity", recipe.quantizer.allocation == "sensitivity"),
         ("--target-drop", args.target_drop is not None),
         ("--rounding gptq", recipe.rounding == "gptq"),
         ("--bias-correction", recipe.bias_correction == "on"),
     ):
-        if used and not args.arch:
+        if used and args.arch in (None, NO_ARCHITECTURE) and not folder_config:
             raise InputError(f"{option} needs --arch (the model's architecture)")
     model = load_model(args.model)
     searched = None

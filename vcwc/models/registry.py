@@ -18,6 +18,9 @@ DIGITS_MEAN = (0.3053,)
 DIGITS_STD = (0.3758,)
 
 
+NO_ARCHITECTURE = "none"  # compress weight-only, even where the model's folder says what it is
+
+
 class UnknownArchitectureError(InputError):
     """The architecture name is not in the registry."""
 

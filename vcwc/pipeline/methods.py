@@ -150,6 +150,7 @@ def prepare(
     if rounding != "gptq" and not bias_correction and allocation != "sensitivity":
         return methods
     module = build_model(architecture, source.state_dict())
+    methods.report["architecture"] = {"name": architecture.name}
     driver = driver_for(module, architecture.input_shape, calibration)
     methods.report["inputs"] = driver.describe()
     recorder = None
