@@ -42,6 +42,9 @@ def test_a_folder_with_a_config_gets_the_methods_without_arch(bert_folder, capsy
     assert "architecture: BertModel from" in err and "config.json" in err
     assert report["methods"]["inputs"]["kind"] == "random_tokens"
     assert report["methods"]["step_allocation"]["step_qp_offsets"]
+    assert cli.main(["info", str(bert_folder / "out.vcwc")]) == 0
+    shown = capsys.readouterr().out
+    assert "data-free methods ran BertModel on random tokens" in shown and "allocated by sensitivity" in shown
     weight_only, _ = compress_json(capsys, bert_folder / "model.safetensors", "--arch", "none")
     assert "architecture" not in (weight_only.get("methods") or {})
 

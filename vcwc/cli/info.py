@@ -89,7 +89,12 @@ def run(args) -> int:
     )
     if recipe:
         print(f"recipe: {recipe.name or 'custom'}: {recipe.describe()}")
-    for method, section in (meta.methods or {}).items():
+    methods = meta.methods or {}
+    if "inputs" in methods:
+        architecture = (methods.get("architecture") or {}).get("name", "the model")
+        inputs = methods["inputs"]
+        print(f"data-free methods ran {architecture} on {str(inputs.get('kind', '?')).replace('_', ' ')}")
+    for method, section in methods.items():
         skipped = section.get("nearest_instead") or section.get("uncorrected") or {}
         for name, reason in skipped.items() if isinstance(skipped, dict) else ():
             print(f"{method.replace('_', ' ')} not applied to {name}: {reason}")

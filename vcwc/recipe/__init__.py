@@ -248,7 +248,9 @@ class Recipe:
         codec = self.codec.name + (f" QP {self.codec.qp}" if self.codec.qp is not None else " lossless")
         if self.codec.preset:
             codec += f" preset {self.codec.preset}"
-        if self.quantizer.step_qp is not None:
+        if self.quantizer.step_qp is not None and self.quantizer.allocation == "sensitivity":
+            quantizer = f"fixed steps around 2^({self.quantizer.step_qp:g}/4), allocated by sensitivity"
+        elif self.quantizer.step_qp is not None:
             quantizer = f"one fixed step 2^({self.quantizer.step_qp:g}/4)"
         else:
             quantizer = f"int{self.quantizer.bits} {self.quantizer.granularity.replace('_', ' ')}"
