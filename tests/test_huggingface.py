@@ -103,3 +103,18 @@ def test_a_method_asked_for_by_name_says_why_the_folder_did_not_serve(tmp_path, 
     err = capsys.readouterr().err
     assert code != 0 and "gptq rounding needs the model's architecture" in err and "auto_map" in err
     assert not (tmp_path / "o.vcwc").exists()
+
+
+@pytest.mark.slow
+def test_a_folder_model_that_token_ids_alone_cannot_run_is_weight_only_with_the_reason(tmp_path, capsys):
+    """T5's forward needs decoder inputs too: the folder's guess falls back; asked by name, it is an error."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.T5Config(vocab_size=64, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    transformers.T5Model(config).save_pretrained(tmp_path)
+    report, err = compress_json(capsys, tmp_path)
+    assert "T5Model from the folder's config.json is not used (weight-only)" in err and "forward pass" in err
+    assert "architecture" not in (report.get("methods") or {})
+    assert "gptq rounding and bias correction stay off" not in err  # the failed attempt's notes are dropped
+    code = cli.main(["compress", str(tmp_path), "-o", str(tmp_path / "o.vcwc"), "--allocation", "sensitivity"])
+    assert code != 0 and "forward pass of T5Model failed" in capsys.readouterr().err
+    assert not (tmp_path / "o.vcwc").exists()

@@ -287,19 +287,20 @@ def _compress(
     architecture = _architecture(arch, input_shape, recipe, source, notes)
     if isinstance(calibration, (str, os.PathLike)):
         calibration = load_calibration(calibration)
-    recipe = data_free.resolve_recipe(recipe, codec.name, source, architecture is not None, calibration, notes)
-    candidates = make_plan(source, recipe, codec, settings)
-    # Given an architecture, every way it fails (import, build, weights, forward pass) is an error: the
-    # user asked for the methods it serves.
-    methods = data_free.prepare(
-        source,
-        list(candidates.coded),
-        architecture,
-        recipe.rounding,
-        recipe.bias_correction == "on",
-        calibration,
-        recipe.quantizer.allocation,
-    )
+    attempt_notes: list[str] = []
+    try:
+        resolved, methods = _methods(recipe, codec, settings, source, architecture, calibration, attempt_notes)
+    except InputError as exc:
+        # An architecture the model's folder named, not the user, that cannot run on the inputs (a model
+        # that needs more than token ids, say): the file is weight-only, as it would be without the folder,
+        # unless the recipe asked for a method by name.
+        if architecture is None or not architecture.from_folder or recipe.needs_architecture:
+            raise
+        notes.append(f"{architecture.name} from the folder's config.json is not used (weight-only): {exc}")
+        resolved, methods = _methods(recipe, codec, settings, source, None, calibration, notes)
+    else:
+        notes.extend(attempt_notes)
+    recipe = resolved
     plan = make_plan(source, recipe, codec, settings, methods.gptq_served, methods.step_offsets)
     dependent = [name for name, tensor in plan.coded.items() if tensor.quant.dependent]
     if dependent:
@@ -327,6 +328,23 @@ def _compress(
         records = _records(source, plan, encoded, corrected, recipe.uncoded, writer)
         metadata = _metadata(source, records, encoded, recipe, methods, corrected, binary if plan.coded else None)
         return writer.finish(metadata)
+
+
+def _methods(recipe: Recipe, codec: Codec, settings, source: ModelSource, architecture, calibration, notes):
+    """The recipe resolved for this model, and the data-free methods' passes over its candidates. Given
+    an architecture, every way it fails (import, build, weights, forward pass) is an error."""
+    recipe = data_free.resolve_recipe(recipe, codec.name, source, architecture is not None, calibration, notes)
+    candidates = make_plan(source, recipe, codec, settings)
+    methods = data_free.prepare(
+        source,
+        list(candidates.coded),
+        architecture,
+        recipe.rounding,
+        recipe.bias_correction == "on",
+        calibration,
+        recipe.quantizer.allocation,
+    )
+    return recipe, methods
 
 
 def _architecture(arch, input_shape, recipe: Recipe, source: ModelSource, notes: list[str]) -> Architecture | None:

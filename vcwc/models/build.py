@@ -37,6 +37,7 @@ class Architecture:
     factory: object  # a callable returning a fresh nn.Module
     input_shape: tuple[int, ...] | None = None
     preprocess: Preprocessing | None = None
+    from_folder: bool = False  # named by the model folder's config.json, not by the user
 
     def build(self) -> nn.Module:
         return self.factory()

@@ -69,7 +69,7 @@ def folder_architecture(
             continue
         name = type(model).__name__
         notes.append(f"architecture: {name} from {path} (transformers {transformers.__version__})")
-        return Architecture(name, build, _image_shape(config))
+        return Architecture(name, build, _image_shape(config), from_folder=True)
     notes.append(f"{declined}: no transformers class it names takes the file's tensors")
     return None
 
