@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InputError
 from .build import Architecture, check_state_dict
 
 CONFIG = "config.json"
@@ -69,7 +70,7 @@ def folder_architecture(
             continue
         name = type(model).__name__
         notes.append(f"architecture: {name} from {path} (transformers {transformers.__version__})")
-        return Architecture(name, build, _image_shape(config), from_folder=True)
+        return Architecture(name, _named_failures(build, name), _image_shape(config), from_folder=True)
     notes.append(f"{declined}: no transformers class it names takes the file's tensors")
     return None
 
@@ -82,6 +83,16 @@ def _candidates(transformers, config):
         if isinstance(cls, type):
             yield lambda cls=cls: cls(config)
     yield lambda: transformers.AutoModel.from_config(config)
+
+
+def _named_failures(build, name: str):
+    def named() -> torch.nn.Module:
+        try:
+            return build()
+        except Exception as exc:  # built on the meta device already; in memory it may still fail
+            raise InputError(f"{name} could not be built ({type(exc).__name__}: {_first_line(exc)})") from None
+
+    return named
 
 
 def _image_shape(config) -> tuple[int, ...] | None:
