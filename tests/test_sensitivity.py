@@ -31,6 +31,19 @@ def test_a_layer_scaled_up_downstream_is_more_sensitive():
     assert all(p.requires_grad and p.grad is None for p in model.parameters())  # left as found
 
 
+def test_each_batch_counts_alike_however_large_its_gradients():
+    """Random inputs now and then drive a model where its gradients are orders of magnitude larger: summed
+    as they are, that batch would set every tensor's share. Here the second batch is the same draw scaled
+    1000x (every squared gradient of this bias-free linear net grows 10^12x): the shares stay the same."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8, bias=False), nn.Linear(8, 4, bias=False))
+    first, second = torch.randn(6, 8), torch.randn(6, 8)
+    names = ["0.weight", "1.weight"]
+    plain = sensitivities(model, names, CalibrationInputs({"": torch.cat([first, second]).numpy()}, "x", 6))
+    loud = sensitivities(model, names, CalibrationInputs({"": torch.cat([first, 1000 * second]).numpy()}, "x", 6))
+    assert loud["0.weight"] / loud["1.weight"] == pytest.approx(plain["0.weight"] / plain["1.weight"], rel=1e-6)
+
+
 def test_output_tensor_finds_the_tensor():
     class Output:
         logits = torch.ones(2)

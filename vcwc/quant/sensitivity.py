@@ -5,7 +5,9 @@ the mean over t of the squared gradient measures its sensitivity (the diagonal o
 matrix JᵀJ, averaged over the tensor). It is estimated with random projections r of the output:
 E_r[(∂(rᵀf)/∂w)²] = Σ_k (∂f_k/∂w)², one backward pass per probe, over the same inputs the other
 data-free methods use (noise with every BatchNorm normalized by its batch, random tokens, or real
-inputs; vcwc.quant.inputs).
+inputs; vcwc.quant.inputs). Each batch's values are divided by their mean over the coded weights before
+they are summed: the allocation needs the tensors' shares, and a batch of random inputs that drives the
+model where its gradients are huge must not set them alone.
 
 With uniform noise of step Δ_t in tensor t, the output error is Σ_t s_t n_t Δ_t² / 12; for a fixed
 number of bits the best steps satisfy Δ_t ∝ s_t^(-1/2) (equal slopes), which `step_offsets` turns into
@@ -67,11 +69,13 @@ def sensitivities(
     for name, parameter in wanted.items():
         names_of.setdefault(id(parameter), []).append(name)
 
+    batch_sums: dict[str, float] = {}
+
     def fold(parameter):
         grad = parameter.grad.reshape(-1)
         value = float(torch.linalg.vector_norm(grad, dtype=torch.float64) ** 2) / grad.numel()
         for name in names_of[id(parameter)]:
-            sums[name] = sums.get(name, 0.0) + value
+            batch_sums[name] = batch_sums.get(name, 0.0) + value
         parameter.grad = None
 
     handles += [
@@ -102,6 +106,8 @@ def sensitivities(
                     (output * projection).sum().backward(retain_graph=probe < probes - 1)
                 except Exception as exc:
                     raise pass_failed(module, driver, batch, exc, "backward pass (sensitivity)") from None
+            _add_batch(sums, batch_sums, {name: wanted[name].numel() for name in batch_sums})
+            batch_sums.clear()
     finally:
         for handle in handles:
             handle.remove()
@@ -111,6 +117,19 @@ def sensitivities(
         module.train(was_training)
     totals = {name: sums[name] for name in wanted if name in sums}  # in the model's order, whatever backward's
     return {name: total for name, total in totals.items() if total > 0 and math.isfinite(total)}
+
+
+def _add_batch(sums: dict[str, float], batch: dict[str, float], sizes: dict[str, int]) -> None:
+    """Add one batch's sensitivities to the sums, divided by the batch's mean over every coded weight: each
+    batch counts alike. Random inputs now and then drive a model where its gradients are orders of
+    magnitude larger (one of 32 random-token batches through all-mpnet-base-v2: 317x the median batch's),
+    and summed as they are, that one batch would set every tensor's share."""
+    total = sum(sizes[name] * value for name, value in batch.items())
+    count = sum(sizes.values())
+    if not (total > 0 and math.isfinite(total)):
+        return  # a batch the output does not depend on (or that overflowed) says nothing of the shares
+    for name, value in batch.items():
+        sums[name] = sums.get(name, 0.0) + value * count / total
 
 
 def step_offsets(sensitivity: dict[str, float], weights: dict[str, int], limit: float = MAX_OFFSET) -> dict[str, float]:
