@@ -47,11 +47,13 @@ def output_tensor(output) -> torch.Tensor:
 
 
 def sensitivities(
-    module: nn.Module, coded: list[str], driver, probes: int = PROBES, handles: list = ()
+    module: nn.Module, coded: list[str], driver, probes: int = PROBES, handles: list = (), combine=None
 ) -> dict[str, float]:
     """Mean squared output gradient of each coded tensor that the model's forward pass reaches. `handles`:
     hooks the caller registered to record more on the same pass (vcwc.quant.noise.StatisticsRecorder),
-    removed at the end."""
+    removed at the end. `combine(sums, batch, sizes)` folds each batch's values into the sums (default:
+    `add_batch_alike`)."""
+    combine = combine or add_batch_alike
     parameters = dict(module.named_parameters(remove_duplicate=False))
     wanted = {name: parameters[name] for name in coded if name in parameters}
     sums: dict[str, float] = {}
@@ -106,7 +108,7 @@ def sensitivities(
                     (output * projection).sum().backward(retain_graph=probe < probes - 1)
                 except Exception as exc:
                     raise pass_failed(module, driver, batch, exc, "backward pass (sensitivity)") from None
-            _add_batch(sums, batch_sums, {name: wanted[name].numel() for name in batch_sums})
+            combine(sums, dict(batch_sums), {name: wanted[name].numel() for name in batch_sums})
             batch_sums.clear()
     finally:
         for handle in handles:
@@ -119,11 +121,11 @@ def sensitivities(
     return {name: total for name, total in totals.items() if total > 0 and math.isfinite(total)}
 
 
-def _add_batch(sums: dict[str, float], batch: dict[str, float], sizes: dict[str, int]) -> None:
+def add_batch_alike(sums: dict[str, float], batch: dict[str, float], sizes: dict[str, int]) -> None:
     """Add one batch's sensitivities to the sums, divided by the batch's mean over every coded weight: each
     batch counts alike. Random inputs now and then drive a model where its gradients are orders of
-    magnitude larger (one of 32 random-token batches through all-mpnet-base-v2: 317x the median batch's),
-    and summed as they are, that one batch would set every tensor's share."""
+    magnitude larger, and summed as they are, that one batch would set every tensor's share
+    (scripts/explore_sensitivity_batches.py measures both ways)."""
     total = sum(sizes[name] * value for name, value in batch.items())
     count = sum(sizes.values())
     if not (total > 0 and math.isfinite(total)):
