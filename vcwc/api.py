@@ -28,7 +28,7 @@ from .format.records import Metadata, SourceRecord, TensorRecord
 from .format.report import SizeReport, size_report
 from .io import ModelSource, from_checkpoint, load_model, tensor_bytes, torch_from_bytes
 from .models.build import Architecture, resolve
-from .models.huggingface import config_path, folder_architecture
+from .models.huggingface import folder_architecture
 from .models.registry import NO_ARCHITECTURE
 from .pipeline import methods as data_free
 from .pipeline.decode import decode_tensors
@@ -350,13 +350,16 @@ def _methods(recipe: Recipe, codec: Codec, settings, source: ModelSource, archit
 def _architecture(arch, input_shape, recipe: Recipe, source: ModelSource, notes: list[str]) -> Architecture | None:
     """The architecture given, else (where the recipe would use one) that of the Hugging Face folder the
     model was read from; None for weight-only (`arch="none"` asks for it)."""
+    declined = ""
     if isinstance(arch, str) and arch == NO_ARCHITECTURE:
         arch = None
     elif arch is None and Path(source.source).exists() and _could_use_architecture(recipe):
         shapes = {name: source.shape(name) for name in source.names}
+        noted = len(notes)
         found = folder_architecture(source.source, shapes, notes)
         if found is not None:
             return replace(found, input_shape=tuple(input_shape) if input_shape else found.input_shape)
+        declined = f" ({notes[-1]})" if len(notes) > noted else ""
     if arch is None:
         if recipe.needs_architecture:
             method = (
@@ -366,13 +369,13 @@ def _architecture(arch, input_shape, recipe: Recipe, source: ModelSource, notes:
                 if recipe.bias_correction == "on"
                 else "step allocation by sensitivity"
             )
-            why = f" ({notes[-1]})" if notes and str(config_path(source.source)) in notes[-1] else ""
-            raise InputError(f"{method} needs the model's architecture (arch=...){why}")
+            raise InputError(f"{method} needs the model's architecture (arch=...){declined}")
         return None
     return resolve(arch, input_shape)
 
 
 def _could_use_architecture(recipe: Recipe) -> bool:
+    """Whether some "auto" of the recipe would choose a method that runs the model, given the chance."""
     everything = recipe.resolved(architecture=True, real_inputs=True, batchnorm=True)
     return everything.needs_architecture
 
