@@ -27,9 +27,6 @@ from .format.container import Container, ContainerWriter
 from .format.records import Metadata, SourceRecord, TensorRecord
 from .format.report import SizeReport, size_report
 from .io import ModelSource, from_checkpoint, load_model, tensor_bytes, torch_from_bytes
-from .models.build import Architecture, resolve
-from .models.huggingface import folder_architecture
-from .models.registry import NO_ARCHITECTURE
 from .pipeline import methods as data_free
 from .pipeline.decode import decode_tensors
 from .pipeline.encode import check_min_snr, encode_tensors, write_uncoded
@@ -284,7 +281,7 @@ def _compress(
     codec = resolve_codec(recipe, settings, binary, notes)
     codec.check(settings)
     probe.require(codec, binary)
-    architecture = _architecture(arch, input_shape, recipe, source, notes)
+    architecture = data_free.architecture_for(arch, input_shape, recipe, source, notes)
     if isinstance(calibration, (str, os.PathLike)):
         calibration = load_calibration(calibration)
     attempt_notes: list[str] = []
@@ -345,39 +342,6 @@ def _methods(recipe: Recipe, codec: Codec, settings, source: ModelSource, archit
         recipe.quantizer.allocation,
     )
     return recipe, methods
-
-
-def _architecture(arch, input_shape, recipe: Recipe, source: ModelSource, notes: list[str]) -> Architecture | None:
-    """The architecture given, else (where the recipe would use one) that of the Hugging Face folder the
-    model was read from; None for weight-only (`arch="none"` asks for it)."""
-    declined = ""
-    if isinstance(arch, str) and arch == NO_ARCHITECTURE:
-        arch = None
-    elif arch is None and Path(source.source).exists() and _could_use_architecture(recipe):
-        shapes = {name: source.shape(name) for name in source.names}
-        noted = len(notes)
-        found = folder_architecture(source.source, shapes, notes)
-        if found is not None:
-            return replace(found, input_shape=tuple(input_shape) if input_shape else found.input_shape)
-        declined = f" ({notes[-1]})" if len(notes) > noted else ""
-    if arch is None:
-        if recipe.needs_architecture:
-            method = (
-                "gptq rounding"
-                if recipe.rounding == "gptq"
-                else "bias correction"
-                if recipe.bias_correction == "on"
-                else "step allocation by sensitivity"
-            )
-            raise InputError(f"{method} needs the model's architecture (arch=...){declined}")
-        return None
-    return resolve(arch, input_shape)
-
-
-def _could_use_architecture(recipe: Recipe) -> bool:
-    """Whether some "auto" of the recipe would choose a method that runs the model, given the chance."""
-    everything = recipe.resolved(architecture=True, real_inputs=True, batchnorm=True)
-    return everything.needs_architecture
 
 
 def _records(source: ModelSource, plan, encoded, corrected: dict, uncoded_storage: str, writer) -> list[TensorRecord]:

@@ -9,14 +9,17 @@ the shift) is left to nearest rounding or no correction, and the report says whi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..io import ModelSource
-from ..models.build import Architecture, build_model
+from ..models.build import Architecture, build_model, resolve
+from ..models.huggingface import folder_architecture
+from ..models.registry import NO_ARCHITECTURE
 from ..quant.correction import BiasCorrection
 from ..quant.inputs import CalibrationInputs, driver_for
 from ..quant.noise import StatisticsRecorder, drive
@@ -31,6 +34,33 @@ PASS_MEMORY_MARGIN = 2 << 30
 # Every layer type gptq does not serve is named in the statistics; what is left is a layer whose inputs
 # do not match the coded weight's matrix (`_fits`).
 MOMENTS_MISMATCH = "its layer's inputs do not match its weight matrix (a weight tied to another layer's)"
+
+
+def architecture_for(arch, input_shape, recipe: Recipe, source: ModelSource, notes: list[str]) -> Architecture | None:
+    """The architecture given, else (where the recipe would use one) that of the Hugging Face folder the
+    model was read from; None for weight-only (`arch="none"` asks for it)."""
+    declined = ""
+    if isinstance(arch, str) and arch == NO_ARCHITECTURE:
+        arch = None
+    elif arch is None and Path(source.source).exists() and recipe.could_use_architecture:
+        shapes = {name: source.shape(name) for name in source.names}
+        noted = len(notes)
+        found = folder_architecture(source.source, shapes, notes)
+        if found is not None:
+            return replace(found, input_shape=tuple(input_shape) if input_shape else found.input_shape)
+        declined = f" ({notes[-1]})" if len(notes) > noted else ""
+    if arch is None:
+        if recipe.needs_architecture:
+            method = (
+                "gptq rounding"
+                if recipe.rounding == "gptq"
+                else "bias correction"
+                if recipe.bias_correction == "on"
+                else "step allocation by sensitivity"
+            )
+            raise InputError(f"{method} needs the model's architecture (arch=...){declined}")
+        return None
+    return resolve(arch, input_shape)
 
 
 def resolve_recipe(

@@ -121,6 +121,11 @@ class Recipe:
         """Whether the recipe insists on the model's architecture (a method switched on, not "auto")."""
         return self.rounding == "gptq" or self.bias_correction == "on" or self.quantizer.allocation == "sensitivity"
 
+    @property
+    def could_use_architecture(self) -> bool:
+        """Whether some method of the recipe, asked for or "auto", would run the model given the chance."""
+        return self.resolved(architecture=True, real_inputs=True, batchnorm=True).needs_architecture
+
     def step_qp_for(self, tensor: str) -> float | None:
         for override in reversed(self.overrides):
             if override.matches(tensor) and override.step_qp is not None:
