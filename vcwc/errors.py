@@ -5,6 +5,14 @@ command line adds its flag names where they differ.
 """
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message, at most `limit` characters ("" for none): what a one-line
+    error quotes of a failure in someone else's code."""
+    text = str(exc)
+    line = text.splitlines()[0] if text else ""
+    return line[:limit] if limit else line
+
+
 class VcwcError(Exception):
     """Base class of every error vcwc raises on purpose."""
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from .registry import ARCHITECTURES, Preprocessing, get_architecture
 
 
@@ -84,8 +84,7 @@ def _import_callable(spec: str):
                     sys.path.remove(os.getcwd())
     except Exception as exc:  # an import runs arbitrary code: any failure is the user's module's
         raise InputError(
-            f"architecture {spec!r}: cannot import {module_name!r} "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            f"architecture {spec!r}: cannot import {module_name!r} ({type(exc).__name__}: {first_line(exc)})"
         ) from None
     try:
         factory = getattr(module, name)

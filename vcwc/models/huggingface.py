@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from .build import Architecture, check_state_dict
 
 CONFIG = "config.json"
@@ -58,7 +58,7 @@ def folder_architecture(
     try:
         config = transformers.AutoConfig.from_pretrained(str(path.parent), local_files_only=True)
     except Exception as exc:  # transformers' own errors for a config it cannot read
-        notes.append(f"{declined}: transformers cannot read it ({type(exc).__name__}: {_first_line(exc)})")
+        notes.append(f"{declined}: transformers cannot read it ({type(exc).__name__}: {first_line(exc, 200)})")
         return None
     wanted = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
     for build in _candidates(transformers, config):
@@ -90,7 +90,7 @@ def _named_failures(build, name: str):
         try:
             return build()
         except Exception as exc:  # built on the meta device already; in memory it may still fail
-            raise InputError(f"{name} could not be built ({type(exc).__name__}: {_first_line(exc)})") from None
+            raise InputError(f"{name} could not be built ({type(exc).__name__}: {first_line(exc, 200)})") from None
 
     return named
 
@@ -101,8 +101,3 @@ def _image_shape(config) -> tuple[int, ...] | None:
     if isinstance(size, int) and isinstance(channels, int):
         return (channels, size, size)
     return None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc)
-    return text.splitlines()[0][:200] if text else ""

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 
 SEED = 0  # the inputs are fixed: the same model gives the same statistics
 # Input elements per batch: 32 images of 3x64x64. Larger inputs get smaller batches rather than smaller
@@ -206,7 +206,7 @@ def kept_positions(x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
 def pass_failed(module: nn.Module, driver, batch, exc: Exception, what: str = "forward pass") -> InputError:
     """The one-line error for the user's model failing on the inputs that drive a method."""
     shapes = [tuple(t.shape) for t in (*batch.args, *batch.kwargs.values()) if isinstance(t, torch.Tensor)]
-    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+    detail = first_line(exc, 200)
     return InputError(
         f"the {what} of {type(module).__name__} failed on {driver.kind.replace('_', ' ')} "
         f"of shape {', '.join(map(str, shapes))} ({type(exc).__name__}: {detail})"
