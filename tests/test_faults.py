@@ -55,6 +55,18 @@ def test_a_dict_without_a_state_dict(tmp_path):
         vcwc.load_model(path)
 
 
+def test_a_training_checkpoint_under_any_key(tmp_path):
+    path = tmp_path / "trained.pt"
+    optimizer = {"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": [{"lr": 0.1, "params": [0]}]}
+    torch.save({"step": 7, "model_state": dict(MODEL), "optimizer_state": optimizer}, path)
+    model = vcwc.load_model(path)
+    assert model.names == list(MODEL) and model.container_key == "model_state"
+    assert model.extras == {"step": 7} and model.dropped == ["optimizer_state"]
+    torch.save({"student": dict(MODEL), "teacher": dict(MODEL)}, path)
+    with pytest.raises(InputError, match="several state dicts \\('student', 'teacher'\\)"):
+        vcwc.load_model(path)
+
+
 def test_prefix_and_extras_are_kept(tmp_path):
     path = tmp_path / "dp.pth"
     torch.save(

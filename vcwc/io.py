@@ -288,12 +288,7 @@ def from_checkpoint(checkpoint, source: str = "<state dict>") -> LoadedModel:
         raise InputError(f"{source}: holds a {type(checkpoint).__name__}, not a state dict or checkpoint dict")
     container_key = None
     if not _is_state_dict(checkpoint):
-        container_key = next((key for key in STATE_DICT_KEYS if _is_state_dict(checkpoint.get(key))), None)
-        if container_key is None:
-            raise InputError(
-                f"{source}: no state dict found (expected a dict of tensors, or one under "
-                f"{' or '.join(map(repr, STATE_DICT_KEYS))})"
-            )
+        container_key = _state_dict_key(checkpoint, source)
     state_dict = dict(checkpoint[container_key] if container_key else checkpoint)
     extras, dropped = {}, []
     for key, value in checkpoint.items():
@@ -310,6 +305,25 @@ def from_checkpoint(checkpoint, source: str = "<state dict>") -> LoadedModel:
     if not state_dict:
         raise InputError(f"{source}: the state dict is empty")
     return LoadedModel(state_dict, prefix, container_key, extras, dropped, source)
+
+
+def _state_dict_key(checkpoint: dict, source: str) -> str:
+    """The key of a training checkpoint's state dict: a usual name, else the only dict of tensors in it
+    (a checkpoint of {'step', 'model_state', 'optimizer_state'}, say; an optimizer's state is nested)."""
+    known = next((key for key in STATE_DICT_KEYS if _is_state_dict(checkpoint.get(key))), None)
+    if known is not None:
+        return known
+    found = [key for key, value in checkpoint.items() if isinstance(key, str) and _is_state_dict(value)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise InputError(
+            f"{source}: several state dicts ({', '.join(map(repr, found))}); save the one to compress alone"
+        )
+    raise InputError(
+        f"{source}: no state dict found (expected a dict of tensors, or a checkpoint dict holding one, "
+        f"e.g. under {' or '.join(map(repr, STATE_DICT_KEYS))})"
+    )
 
 
 def _is_state_dict(value) -> bool:
