@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from vcwc.eval.text import next_token_scores, sentence_embeddings
 from vcwc.models.build import Architecture, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,18 +153,9 @@ def mpnet_calibration() -> dict[str, np.ndarray]:
     return {name: tensor.numpy() for name, tensor in mpnet_tokens(lines).items()}
 
 
-@torch.inference_mode()
 def measure_mpnet(model: nn.Module, reference: dict | None = None) -> dict:
     """Sentence embeddings as sentence-transformers makes them (mean pooling over the mask, L2 norm)."""
-    inputs, embeddings = mpnet_inputs(), []
-    for start in range(0, len(inputs["input_ids"]), 64):
-        mask = inputs["attention_mask"][start : start + 64]
-        keep = int(mask.sum(1).max())
-        ids, mask = inputs["input_ids"][start : start + 64, :keep], mask[:, :keep]
-        hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-        weights = mask.unsqueeze(-1).float()
-        embeddings.append(F.normalize((hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9), dim=1))
-    result = {"embeddings": torch.cat(embeddings)}
+    result = {"embeddings": sentence_embeddings(model, mpnet_inputs())}
     if reference is not None:
         cosine = (result["embeddings"] * reference["embeddings"]).sum(1)
         result.update(mean_cosine=cosine.mean().item(), min_cosine=cosine.min().item())
@@ -190,16 +181,9 @@ def smollm2_calibration() -> dict[str, np.ndarray]:
     return {"input_ids": np.array(chosen, dtype=np.int64).reshape(CALIBRATION_SEQUENCES, CALIBRATION_TOKENS)}
 
 
-@torch.inference_mode()
 def measure_smollm2(model: nn.Module, reference: dict | None = None) -> dict:
     """Perplexity over 16 windows of 512 tokens (each scores its 511 next-token predictions)."""
-    tokens, losses = smollm2_tokens(), []
-    for start in range(0, len(tokens), 2):
-        ids = tokens[start : start + 2]
-        logits = model(ids).logits.float()
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
-        losses.append(loss)
-    nll = torch.cat(losses).mean().item()
+    nll = next_token_scores(model, smollm2_tokens())[0].mean().item()
     result = {"perplexity": math.exp(nll), "nll": nll}
     if reference is not None:
         result["perplexity_change"] = 100.0 * (result["perplexity"] / reference["perplexity"] - 1)

@@ -1,4 +1,5 @@
-"""`vcwc eval MODEL_OR_VCWC --arch ARCH --data PATH`: accuracy of an image classifier, against a reference."""
+"""`vcwc eval MODEL_OR_VCWC --data PATH`: accuracy of an image classifier, or a text model's perplexity or
+agreement with the original, against a reference."""
 
 from __future__ import annotations
 
@@ -9,18 +10,35 @@ from ..models.registry import ARCHITECTURES, DEFAULT_PREPROCESS
 
 
 def add_parser(commands) -> None:
-    p = commands.add_parser("eval", help="accuracy of a model or .vcwc file on an image evaluation set")
+    p = commands.add_parser("eval", help="quality of a model or .vcwc file on images or text")
     p.add_argument("model", help="a .vcwc file, or a model file")
     p.add_argument(
         "--arch",
-        required=True,
         help=f"architecture: a registered name ({', '.join(ARCHITECTURES)}) or MODULE:CALLABLE (images are then "
-        f"taken at their size and normalized with ImageNet's mean and spread)",
+        f"taken at their size and normalized with ImageNet's mean and spread); needed for images; for text, "
+        f"the default is the class named by the config.json beside the model (or --reference)",
     )
-    p.add_argument("--data", required=True, help="a .npz with x (uint8 NHWC) and y, or a folder of class folders")
-    p.add_argument("--reference", help="the original model: adds agreement of top-1 predictions and mean KL")
-    p.add_argument("--limit", type=int, help="evaluate a fixed class-balanced subset of this many images")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument(
+        "--data",
+        required=True,
+        help="images: a .npz with x (uint8 NHWC) and y, or a folder of class folders; any other file is read "
+        "as UTF-8 text (perplexity for a language model; sentence-embedding cosine to --reference for an encoder)",
+    )
+    p.add_argument(
+        "--reference",
+        help="the original model: adds agreement of top-1 predictions and mean KL (images), the perplexity "
+        "change and next-token agreement (language models); a text encoder needs it",
+    )
+    p.add_argument(
+        "--tokenizer", help="text: a tokenizer.json (default: the one beside the model, or beside --reference)"
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        help="images: a fixed class-balanced subset of this many; text: this many windows of 512 tokens "
+        "(default 16) or lines (default 512)",
+    )
+    p.add_argument("--batch-size", type=int, default=256, help="images per batch")
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.add_argument("--ffmpeg", help="ffmpeg binary for .vcwc input")
     p.set_defaults(handler=run)
@@ -36,33 +54,87 @@ def load_weights(path: str, ffmpeg_path: str | None = None):
     return load_model(path).state_dict()
 
 
+def is_image_data(path: str) -> bool:
+    return Path(path).is_dir() or Path(path).suffix == ".npz"
+
+
 def run(args) -> int:
+    from ..errors import InputError
+
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be at least 1, got {args.limit}")
+    result = run_images(args) if is_image_data(args.data) else run_text(args)
+    if args.json:
+        print(json.dumps({"model": args.model, "data": args.data, "reference": args.reference, **result}, indent=2))
+    return 0
+
+
+def run_images(args) -> dict:
+    from ..errors import InputError
     from ..eval.classification import evaluate
     from ..eval.datasets import load_dataset
     from ..models.build import build_model, resolve
 
+    if args.arch is None:
+        raise InputError("an image evaluation needs the model's architecture: --arch NAME or MODULE:CALLABLE")
     architecture = resolve(args.arch)
     preprocess = architecture.preprocess or DEFAULT_PREPROCESS
     dataset = load_dataset(args.data, limit=args.limit)
     model = build_model(architecture, load_weights(args.model, args.ffmpeg))
     reference = build_model(architecture, load_weights(args.reference, args.ffmpeg)) if args.reference else None
     result = evaluate(model, dataset, preprocess, batch_size=args.batch_size, reference=reference)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "model": args.model,
-                    "arch": args.arch,
-                    "data": args.data,
-                    "reference": args.reference,
-                    **result.to_dict(),
-                },
-                indent=2,
-            )
+    if not args.json:
+        line = f"{args.model}: top-1 {result.top1:.2f}%, top-5 {result.top5:.2f}% on {result.n_images:,} images"
+        if reference is not None:
+            line += f"; agreement with the reference {result.agreement:.2f}%, mean KL {result.mean_kl:.2e}"
+        print(line)
+    return {"arch": args.arch, **result.to_dict()}
+
+
+def run_text(args) -> dict:
+    from ..errors import InputError
+    from ..eval.text import evaluate_text, load_tokenizer, read_text
+    from ..models.build import build_model, resolve
+    from ..models.huggingface import folder_architecture
+
+    text = read_text(args.data)
+    weights = load_weights(args.model, args.ffmpeg)
+    # The folder that tells the architecture and the tokenizer: the model's own, else the reference's.
+    folders = [path for path in (args.model, args.reference) if path and Path(path).suffix != ".vcwc"]
+    notes: list[str] = []
+    architecture = resolve(args.arch) if args.arch else None
+    for path in folders if architecture is None else ():
+        shapes = {name: tuple(tensor.shape) for name, tensor in weights.items()}
+        architecture = folder_architecture(path, shapes, notes)
+        if architecture is not None:
+            break
+    if architecture is None:
+        why = f" ({notes[-1]})" if notes else ""
+        raise InputError(
+            "a text evaluation needs the model's architecture: --arch MODULE:CALLABLE, or a model or --reference "
+            f"in a Hugging Face folder with its config.json{why}"
         )
-        return 0
-    line = f"{args.model}: top-1 {result.top1:.2f}%, top-5 {result.top5:.2f}% on {result.n_images:,} images"
-    if reference is not None:
-        line += f"; agreement with the reference {result.agreement:.2f}%, mean KL {result.mean_kl:.2e}"
-    print(line)
-    return 0
+    beside = [(Path(path) if Path(path).is_dir() else Path(path).parent) / "tokenizer.json" for path in folders]
+    tokenizer_path = args.tokenizer or next((path for path in beside if path.is_file()), None)
+    if tokenizer_path is None:
+        raise InputError("no tokenizer.json beside the model or the reference: give --tokenizer PATH")
+    model = build_model(architecture, weights).float()
+    reference = build_model(architecture, load_weights(args.reference, args.ffmpeg)).float() if args.reference else None
+    result = evaluate_text(
+        model, text, load_tokenizer(tokenizer_path), args.data, reference=reference, limit=args.limit
+    )
+    if not args.json:
+        if result.task == "language_model":
+            line = f"{args.model}: perplexity {result.perplexity:.3f} over {result.tokens:,} tokens"
+            if reference is not None:
+                line += (
+                    f"; the reference's {result.reference_perplexity:.3f} ({result.perplexity_change:+.2f}%), "
+                    f"next-token agreement {result.next_token_agreement:.2f}%"
+                )
+        else:
+            line = (
+                f"{args.model}: sentence embeddings' cosine to the reference's: mean {result.mean_cosine:.4f}, "
+                f"min {result.min_cosine:.4f} over {result.samples:,} lines"
+            )
+        print(line)
+    return {"arch": architecture.name, **result.to_dict()}

@@ -1,0 +1,129 @@
+"""`vcwc eval` on text: a language model's perplexity and next-token agreement, a text encoder's sentence
+embeddings against the original's; the architecture and tokenizer come from the Hugging Face folder of the
+model or of the reference."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vcwc import cli
+
+WORDS = "the king is dead long live queen and of to my lord you not".split()
+TEXT = "\n".join(" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(6 + i % 5)) for i in range(300)) + "\n"
+
+
+def save_tokenizer(folder: Path) -> None:
+    tokenizers = pytest.importorskip("tokenizers")
+    vocabulary = {word: index for index, word in enumerate(["[PAD]", "[UNK]", *WORDS])}
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocabulary, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tokenizer.save(str(folder / "tokenizer.json"))
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT)
+    return path
+
+
+def folder_of(tmp_path, name: str, model) -> Path:
+    folder = tmp_path / name
+    model.save_pretrained(folder)
+    save_tokenizer(folder)
+    return folder
+
+
+@pytest.fixture
+def llama_folder(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=len(WORDS) + 2, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64, tie_word_embeddings=True,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return folder_of(tmp_path, "llama", transformers.LlamaForCausalLM(config))
+
+
+@pytest.fixture
+def bert_folder(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=len(WORDS) + 2, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+    torch.manual_seed(0)
+    return folder_of(tmp_path, "bert", transformers.BertModel(config))
+
+
+def evaluate(capsys, *args) -> dict:
+    code = cli.main(["eval", *map(str, args), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+def compressed(capsys, folder: Path, step_qp: int) -> Path:
+    output = folder.parent / f"{folder.name}{step_qp}.vcwc"
+    code = cli.main(
+        ["compress", str(folder / "model.safetensors"), "-o", str(output), "--recipe", "smallest"]
+        + [f"--step-qp={step_qp}", "--arch", "none"]
+    )
+    assert code == 0, capsys.readouterr().err
+    capsys.readouterr()
+    return output
+
+
+def test_a_language_model_is_scored_by_perplexity_against_the_original(llama_folder, text_file, capsys):
+    original = llama_folder / "model.safetensors"
+    itself = evaluate(capsys, original, "--data", text_file, "--reference", original)
+    assert itself["task"] == "language_model" and itself["arch"] == "LlamaForCausalLM"
+    # The window follows the config's 64 positions; the text holds more than 16 of them.
+    assert itself["samples"] == 16 and itself["tokens"] == 16 * 64
+    assert itself["perplexity_change"] == 0.0 and itself["next_token_agreement"] == 100.0
+    coarse = evaluate(
+        capsys, compressed(capsys, llama_folder, -12), "--data", text_file, "--reference", original, "--limit", "4"
+    )
+    assert coarse["samples"] == 4 and coarse["perplexity"] != coarse["reference_perplexity"]
+    assert coarse["perplexity_change"] != 0.0 and coarse["next_token_agreement"] < 100.0
+
+
+def test_a_text_encoder_is_compared_by_its_sentence_embeddings(bert_folder, text_file, capsys):
+    original = bert_folder / "model.safetensors"
+    itself = evaluate(capsys, original, "--data", text_file, "--reference", original, "--limit", "40")
+    assert itself["task"] == "text_encoder" and itself["samples"] == 40
+    assert itself["mean_cosine"] == pytest.approx(1.0) and itself["perplexity"] is None
+    fine, coarse = (
+        evaluate(capsys, compressed(capsys, bert_folder, qp), "--data", text_file, "--reference", original)
+        for qp in (-28, -20)
+    )
+    assert 1.0 > fine["mean_cosine"] > coarse["mean_cosine"] and coarse["min_cosine"] <= coarse["mean_cosine"]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--reference", "{model}", "--limit", "0"], "--limit must be at least 1"),
+        ([], "give --reference"),
+        (["--tokenizer", "{tmp}/none.json"], "no such tokenizer file"),
+    ],
+)
+def test_text_evaluation_errors_are_one_line(bert_folder, text_file, tmp_path, capsys, arguments, message):
+    model = bert_folder / "model.safetensors"
+    arguments = [a.format(model=model, tmp=tmp_path) for a in arguments]
+    assert cli.main(["eval", str(model), "--data", str(text_file), *arguments]) == 1
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1
+
+
+def test_text_without_an_architecture_or_its_folder(tmp_path, text_file, capsys):
+    from safetensors.torch import save_file
+
+    model = tmp_path / "alone" / "model.safetensors"
+    model.parent.mkdir()
+    save_file({"linear.weight": torch.ones(4, 4)}, model)
+    assert cli.main(["eval", str(model), "--data", str(text_file)]) == 1
+    assert "needs the model's architecture: --arch" in capsys.readouterr().err
+    assert cli.main(["eval", str(model), "--data", str(tmp_path)]) == 1
+    assert "image evaluation needs the model's architecture" in capsys.readouterr().err

@@ -1,0 +1,195 @@
+"""How well a (reconstructed) text model does on real text, against the original.
+
+A language model (its output has `logits`) is scored by perplexity over windows of the text, and against the
+original by the change in perplexity and how often both predict the same next token. A text encoder (its
+output is hidden states) has no task of its own here: its sentence embeddings, mean-pooled over each line's
+tokens and normalized as sentence-transformers makes them, are compared with the original's by cosine.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ..errors import InputError
+
+TOKENIZER_FILE = "tokenizer.json"
+# Defaults of `vcwc eval` on a text: 16 windows of 512 tokens for a language model; the first 512 lines, at
+# most 128 tokens each, for an encoder (what the generality suite measures).
+WINDOWS, WINDOW_TOKENS, WINDOW_BATCH = 16, 512, 2
+LINES, LINE_TOKENS, LINE_BATCH = 512, 128, 64
+
+
+class TextEvaluationError(InputError):
+    """The text, tokenizer or model of a text evaluation do not fit together."""
+
+
+@dataclass
+class TextResult:
+    task: str  # "language_model" or "text_encoder"
+    samples: int  # windows of tokens, or lines
+    tokens: int
+    perplexity: float | None = None
+    reference_perplexity: float | None = None
+    perplexity_change: float | None = None  # percent
+    next_token_agreement: float | None = None  # percent of positions whose top prediction is the reference's
+    mean_cosine: float | None = None  # of the sentence embeddings to the reference's
+    min_cosine: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_tokenizer(path: str | Path):
+    """A `tokenizers` tokenizer from a tokenizer.json, or from the one in a folder."""
+    path = Path(path)
+    file = path / TOKENIZER_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise TextEvaluationError(f"{file}: no such tokenizer file (give --tokenizer PATH/tokenizer.json)")
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise TextEvaluationError("text evaluation needs the tokenizers package (pip install 'vcwc[hf]')") from None
+    try:
+        tokenizer = Tokenizer.from_file(str(file))
+    except Exception as exc:  # the library's own errors for a file it cannot parse
+        raise TextEvaluationError(f"{file}: not a tokenizer.json the tokenizers package reads ({exc})") from None
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def read_text(path: str | Path) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TextEvaluationError(f"{path}: not a readable UTF-8 text file ({type(exc).__name__})") from None
+    if not text.strip():
+        raise TextEvaluationError(f"{path}: the text is empty")
+    return text
+
+
+def token_windows(tokenizer, text: str, source: str, count: int = WINDOWS, length: int = WINDOW_TOKENS):
+    """The text's first `count` whole windows of `length` token ids (no special tokens), (windows, length)."""
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    windows = min(count, len(ids) // length)
+    if windows == 0:
+        raise TextEvaluationError(f"{source}: {len(ids)} tokens, fewer than one window of {length}")
+    return torch.tensor(ids[: windows * length]).view(windows, length)
+
+
+def text_lines(text: str, count: int = LINES) -> list[str]:
+    """The text's first `count` lines that are not blank."""
+    return [line.strip() for line in text.splitlines() if line.strip()][:count]
+
+
+def encode_lines(tokenizer, lines: list[str], pad_id: int, max_length: int = LINE_TOKENS) -> dict[str, torch.Tensor]:
+    """Token ids (with the tokenizer's special tokens, cut at max_length) and attention masks, padded with
+    `pad_id` to the longest line, as a tokenizer pads a batch."""
+    tokenizer.enable_truncation(max_length)
+    tokenizer.enable_padding(pad_id=pad_id)
+    try:
+        encoded = tokenizer.encode_batch(lines)
+    finally:
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+    return {
+        "input_ids": torch.tensor([item.ids for item in encoded]),
+        "attention_mask": torch.tensor([item.attention_mask for item in encoded]),
+    }
+
+
+def is_language_model(model: nn.Module, token_id: int = 0) -> bool:
+    """Whether the model's output has next-token `logits` (else it is taken for an encoder of hidden states)."""
+    with torch.inference_mode():
+        return hasattr(model(torch.tensor([[token_id, token_id]])), "logits")
+
+
+@torch.inference_mode()
+def next_token_scores(
+    model: nn.Module, windows: torch.Tensor, batch_size: int = WINDOW_BATCH, progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each window's next-token losses (nats) and top predictions, flattened over windows and positions."""
+    losses, predictions = [], []
+    for start in tqdm(range(0, len(windows), batch_size), desc="scoring", file=sys.stderr, disable=not progress):
+        ids = windows[start : start + batch_size]
+        logits = model(ids).logits.float()[:, :-1]
+        losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none"))
+        predictions.append(logits.argmax(-1).reshape(-1))
+    return torch.cat(losses), torch.cat(predictions)
+
+
+@torch.inference_mode()
+def sentence_embeddings(
+    model: nn.Module, inputs: dict[str, torch.Tensor], batch_size: int = LINE_BATCH, progress: bool = False
+) -> torch.Tensor:
+    """Mean pooling of the last hidden states over each line's tokens, L2-normalized (sentence-transformers')."""
+    embeddings = []
+    ids_all, mask_all = inputs["input_ids"], inputs["attention_mask"]
+    for start in tqdm(range(0, len(ids_all), batch_size), desc="embedding", file=sys.stderr, disable=not progress):
+        mask = mask_all[start : start + batch_size]
+        keep = int(mask.sum(1).max())
+        ids, mask = ids_all[start : start + batch_size, :keep], mask[:, :keep]
+        output = model(input_ids=ids, attention_mask=mask)
+        hidden = (output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]).float()
+        weights = mask.unsqueeze(-1).float()
+        embeddings.append(F.normalize((hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9), dim=1))
+    return torch.cat(embeddings)
+
+
+def evaluate_text(
+    model: nn.Module,
+    text: str,
+    tokenizer,
+    source: str,
+    *,
+    reference: nn.Module | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+) -> TextResult:
+    """Perplexity (and agreement with the reference) of a language model, or the cosine of a text encoder's
+    sentence embeddings to the reference's, on `text`; `limit` windows or lines instead of the defaults."""
+    if is_language_model(model):
+        windows = token_windows(tokenizer, text, source, limit or WINDOWS, _window_length(model))
+        losses, predictions = next_token_scores(model, windows, progress=progress)
+        result = TextResult("language_model", len(windows), windows.numel(), perplexity=math.exp(losses.mean().item()))
+        if reference is not None:
+            reference_losses, reference_predictions = next_token_scores(reference, windows, progress=progress)
+            result.reference_perplexity = math.exp(reference_losses.mean().item())
+            result.perplexity_change = 100.0 * (result.perplexity / result.reference_perplexity - 1)
+            result.next_token_agreement = 100.0 * (predictions == reference_predictions).double().mean().item()
+        return result
+    if reference is None:
+        raise TextEvaluationError(
+            "a text encoder is measured against the original model: give --reference (the uncompressed model)"
+        )
+    inputs = encode_lines(tokenizer, text_lines(text, limit or LINES), _config_value(model, "pad_token_id", 0))
+    cosine = (
+        sentence_embeddings(model, inputs, progress=progress)
+        * sentence_embeddings(reference, inputs, progress=progress)
+    ).sum(1)
+    return TextResult(
+        "text_encoder",
+        len(cosine),
+        int(inputs["attention_mask"].sum()),
+        mean_cosine=cosine.mean().item(),
+        min_cosine=cosine.min().item(),
+    )
+
+
+def _window_length(model: nn.Module) -> int:
+    """WINDOW_TOKENS, or fewer where the model's config allows fewer positions."""
+    return max(2, min(WINDOW_TOKENS, _config_value(model, "max_position_embeddings", WINDOW_TOKENS)))
+
+
+def _config_value(model: nn.Module, name: str, default: int) -> int:
+    """A Hugging Face model's config field, where it is a usable integer."""
+    value = getattr(getattr(model, "config", None), name, None)
+    return value if isinstance(value, int) and value >= 0 else default
