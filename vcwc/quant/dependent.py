@@ -22,9 +22,11 @@ from __future__ import annotations
 import numpy as np
 
 TRANSITIONS = ((0, 2), (2, 0), (1, 3), (3, 1))
-FIRST, SECOND = [0, 2, 0, 2], [1, 3, 1, 3]  # the states each state's two incoming paths come from
-SWAPPED = [2, 3, 0, 1]  # the second path into a state takes the candidate of the other parity
-BLOCK_ELEMENTS = 1 << 19  # weights searched at once: about 100 bytes each, reused block to block
+BLOCK_ELEMENTS = 1 << 21  # weights searched at once: about 30 bytes each, reused block to block
+# At least this many rows at once where a block of at most MAX_BLOCK_ELEMENTS allows: the search's loops
+# go along the rows, and their per-column overhead is shared by the rows searched together.
+MIN_ROWS, MAX_BLOCK_ELEMENTS = 64, 1 << 23
+COLUMN_CHUNK = 64  # columns whose candidates and errors are held at once (about 100 bytes a weight)
 
 
 def reconstruction_levels(symbols: np.ndarray, dtype=np.float32) -> np.ndarray:
@@ -69,52 +71,75 @@ def trellis_symbols(matrix: np.ndarray, divisors: np.ndarray, max_level: int, dt
     that holds max_level holds them: no wider copy of the whole matrix is made."""
     rows, columns = matrix.shape
     symbols = np.empty((rows, columns), dtype=dtype)
-    block = max(1, BLOCK_ELEMENTS // max(columns, 1))
+    columns = max(columns, 1)
+    block = max(1, BLOCK_ELEMENTS // columns, min(MIN_ROWS, MAX_BLOCK_ELEMENTS // columns))
     for start in range(0, rows, block):
         stop = min(rows, start + block)
-        x = matrix[start:stop].astype(np.float64) / divisors[start:stop, None]
+        x = matrix[start:stop].astype(np.float64)
+        x /= divisors[start:stop, None]
         # within ±(2 max_level - 3) steps, both quantizers' candidates are within ±max_level
-        symbols[start:stop] = _search(np.clip(x, -reach(max_level), reach(max_level)))
+        symbols[start:stop] = _search(np.clip(x, -reach(max_level), reach(max_level), out=x))
     return symbols
 
 
 def _search(x: np.ndarray) -> np.ndarray:
+    """The least-squared-error symbols of each row of x (in steps), by the Viterbi search. The candidates'
+    errors and the candidates themselves are computed for COLUMN_CHUNK columns at a time, in the forward
+    and the backward pass, so a block keeps only its survivors' choices (4 bytes a weight) whole: blocks
+    can then hold many rows, and on matrices of long rows the loops' per-column overhead is shared by them."""
     rows, columns = x.shape
     x = np.ascontiguousarray(x.T)  # a column at a time below: each contiguous
-    # The squared errors of both quantizers' even and odd candidates at every position, computed at once:
-    # first[n] holds (even Q0, even Q1, odd Q0, odd Q1). Into state t the first path comes from state
-    # FIRST[t] with the error first[n, t], the second from SECOND[t] with first[n, SWAPPED[t]] (TRANSITIONS:
-    # 0 from 0 or 1, 1 from 2 or 3, 2 from 0 or 1, 3 from 2 or 3); the four states step together.
-    first = np.empty((columns, 4, rows))
-    candidates = []
+    # Into state t = 2a + b the first path comes from state 2b with the error of candidate t of
+    # (even Q0, even Q1, odd Q0, odd Q1), the second from state 2b + 1 with candidate t xor 2 (TRANSITIONS:
+    # 0 from 0 or 1, 1 from 2 or 3, 2 from 0 or 1, 3 from 2 or 3); the four states step together. With the
+    # states as (a, b) every operand below is a view, and the loop allocates nothing.
+    cost = np.full((2, 2, rows), np.inf)
+    cost[0, 0] = 0.0
+    from_first, from_second = np.empty_like(cost), np.empty_like(cost)
+    # came_from[n, t]: which of the two paths into state t at position n+1 won (False: the first)
+    came_from = np.empty((columns, 2, 2, rows), dtype=bool)
+    for begin in range(0, columns, COLUMN_CHUNK):
+        errors = _errors(x[begin : begin + COLUMN_CHUNK])
+        for n, error in enumerate(errors, start=begin):
+            np.add(cost[:, 0], error, out=from_first)
+            np.add(cost[:, 1], error[::-1], out=from_second)
+            np.less(from_second, from_first, out=came_from[n])
+            np.minimum(from_first, from_second, out=cost)
+    came_from = came_from.reshape(columns, 4 * rows)
+    symbols = np.empty((columns, rows), dtype=np.int64)
+    state = np.argmin(cost.reshape(4, rows), axis=0)
+    row = np.arange(rows)
+    slots = 4 * row
+    for begin in range((columns - 1) // COLUMN_CHUNK * COLUMN_CHUNK, -1, -COLUMN_CHUNK):
+        table = _candidate_table(x[begin : begin + COLUMN_CHUNK])
+        for n in range(len(table) - 1, -1, -1):
+            code = 2 * state + came_from[begin + n][state * rows + row]
+            symbols[begin + n] = table[n][slots + CANDIDATE[code]]
+            state = NEXT_STATE[code]
+    return symbols.T
+
+
+def _errors(x: np.ndarray) -> np.ndarray:
+    """Squared errors of the candidates, (columns, 2, 2, rows): [n, 0] both quantizers' even candidates,
+    [n, 1] their odd ones, for columns n of x (columns, rows)."""
+    errors = np.empty((len(x), 2, 2, x.shape[1]))
     for odd_quantizer in (False, True):
         even, odd = _candidates(x, odd_quantizer)
-        first[:, int(odd_quantizer)] = (x - _level(even, odd_quantizer)) ** 2
-        first[:, 2 + int(odd_quantizer)] = (x - _level(odd, odd_quantizer)) ** 2
-        candidates += [even, odd]
-    cost = np.full((4, rows), np.inf)
-    cost[0] = 0.0
-    # came_from[n, r, t]: which of the two paths into state t at position n+1 won (0: the first)
-    came_from = np.empty((columns, rows, 4), dtype=np.int8)
-    for n in range(columns):
-        from_first = cost[FIRST] + first[n]
-        from_second = cost[SECOND] + first[n][SWAPPED]
-        came_from[n] = (from_second < from_first).T
-        cost = np.minimum(from_first, from_second)
-    del first
-    # Candidates per position as (rows, 4): even and odd of the even quantizer, then of the odd one.
-    table = np.stack(candidates, axis=2).reshape(columns, rows * 4)
-    del candidates
-    symbols = np.empty((rows, columns), dtype=np.int64)
-    state = np.argmin(cost, axis=0)
-    slots = 4 * np.arange(rows)
-    for n in range(columns - 1, -1, -1):
-        path = came_from[n].reshape(-1)[slots + state]
-        # Into state t the first path comes from 2 (t & 1) and the second from one more; the symbol was even
-        # on the first path into states 0 and 1 and on the second into 2 and 3; states 1 and 3 are entered
-        # from the odd quantizer's states (2 and 3).
-        odd_quantizer = state & 1
-        even = path ^ (state < 2)
-        symbols[:, n] = table[n][slots + 2 * odd_quantizer + 1 - even]
-        state = 2 * odd_quantizer + path
-    return symbols
+        errors[:, 0, int(odd_quantizer)] = (x - _level(even, odd_quantizer)) ** 2
+        errors[:, 1, int(odd_quantizer)] = (x - _level(odd, odd_quantizer)) ** 2
+    return errors
+
+
+def _candidate_table(x: np.ndarray) -> np.ndarray:
+    """The candidates of columns n of x (columns, rows) as rows of (rows * 4): for each row, even and odd of
+    the even quantizer, then of the odd one."""
+    candidates = [symbol for odd_quantizer in (False, True) for symbol in _candidates(x, odd_quantizer)]
+    return np.stack(candidates, axis=2).reshape(len(x), x.shape[1] * 4)
+
+
+# The backward pass by (state, path into it) as 2 state + path: into state t the first path (0) comes from
+# 2 (t & 1) and the second (1) from one more; the symbol was even on the first path into states 0 and 1 and
+# on the second into 2 and 3, and states 1 and 3 are entered from the odd quantizer's states (2 and 3). The
+# candidate's slot among (even Q0, odd Q0, even Q1, odd Q1), and the state before.
+CANDIDATE = np.array([2 * (t & 1) + 1 - (path ^ (t < 2)) for t in range(4) for path in (0, 1)])
+NEXT_STATE = np.array([2 * (t & 1) + path for t in range(4) for path in (0, 1)])
