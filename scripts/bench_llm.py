@@ -54,11 +54,12 @@ class LanguageModel(Suite):
             return RESULTS / "generality" / "points" / name
         return self.out / "points" / f"{self.label}--{method}--{setting}.json"
 
-    def command_point(self, recipe: list[str], use_arch: bool = False) -> dict:
-        """One recipe through the command line, with time and memory measured."""
+    def command_point(self, recipe: list[str], arch: str = "none") -> dict:
+        """One recipe through the command line, with time and memory measured (`arch` as Suite.compress_command
+        takes it)."""
         with tempfile.TemporaryDirectory() as temporary:
             compressed, restored = Path(temporary) / "m.vcwc", Path(temporary) / "restored"
-            command = self.compress_command(compressed, recipe, use_arch)
+            command = self.compress_command(compressed, recipe, arch)
             encode = run_measured(command)
             decode = run_measured([sys.executable, "-m", "vcwc", "decompress", str(compressed), "-o", f"{restored}/"])
             summary = json.loads(encode.pop("stdout"))
@@ -164,7 +165,7 @@ def main() -> int:
                 ("lossless", "per_channel", lambda s=suite: s.command_point(["--recipe", "lossless", "--per-channel"])),
             ]
         runs += [
-            ("smallest+arch", q, lambda s=suite, q=q: s.command_point([*SMALLEST, f"--step-qp={q}"], use_arch=True))
+            ("smallest+arch", q, lambda s=suite, q=q: s.command_point([*SMALLEST, f"--step-qp={q}"], arch="given"))
             for q in (args.ladder if original else args.noisy_ladder)
         ]
         if original:

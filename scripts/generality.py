@@ -87,17 +87,17 @@ class Suite:
     def measure(self, state: dict[str, torch.Tensor]) -> dict:
         return self.model.measure(self.model.load(state), self.reference)
 
-    def compress_command(self, compressed: Path, recipe: list[str], arch: str | bool) -> list[str]:
-        """`vcwc compress` of this model as users type it: with --arch (True), with the architecture its
-        folder's config.json names ("folder"), or weight-only (False)."""
+    def compress_command(self, compressed: Path, recipe: list[str], arch: str) -> list[str]:
+        """`vcwc compress` of this model as users type it: with --arch ("given"), with the architecture its
+        folder's config.json names ("folder"), or weight-only ("none")."""
         command = [sys.executable, "-m", "vcwc", "compress", str(self.path), "-o", str(compressed), "--json", *recipe]
-        if arch is True:
+        if arch == "given":
             command += ["--arch", self.model.arch, "--input-shape", ",".join(map(str, self.model.input_shape))]
-        elif arch is False:  # not even the class the model folder's config.json names
+        elif arch == "none":  # not even the class the model folder's config.json names
             command += ["--arch", "none"]
         return command
 
-    def vcwc(self, step_qp: int, arch: str | bool, options: tuple[str, ...] = ()) -> dict:
+    def vcwc(self, step_qp: int, arch: str, options: tuple[str, ...] = ()) -> dict:
         with tempfile.TemporaryDirectory() as folder:
             compressed, restored = Path(folder) / "model.vcwc", Path(folder) / "restored.safetensors"
             recipe = ["--recipe", "smallest", f"--step-qp={step_qp}", *options]
@@ -265,8 +265,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "generality")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    arch = False if args.no_arch else "folder" if args.folder_arch else True
-    method = {False: "vcwc-weight-only", "folder": "vcwc-folder"}.get(arch)
+    arch = "none" if args.no_arch else "folder" if args.folder_arch else "given"
+    method = {"none": "vcwc-weight-only", "folder": "vcwc-folder"}.get(arch)
     method = method or (f"vcwc-{args.allocation}" if args.allocation else "vcwc")
     method += "-calibration" if args.calibration else ""
     options = ("--allocation", args.allocation) if args.allocation else ()

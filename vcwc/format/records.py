@@ -34,7 +34,8 @@ UNCODED_ENCODINGS = ("exact", "float16")
 GRANULARITIES = ("per_tensor", "per_channel")
 # linear_symmetric: weight = symbol * scale; dependent: weight = level * scale, the level following each row's
 # state machine (vcwc.quant.dependent)
-QUANTIZER_KINDS = ("linear_symmetric", "dependent")
+LINEAR_SYMMETRIC, DEPENDENT = "linear_symmetric", "dependent"
+QUANTIZER_KINDS = (LINEAR_SYMMETRIC, DEPENDENT)
 # Decoders' limits: no encoder vcwc drives writes larger frames (vcwc itself stays at 4096).
 MAX_FRAME_SIDE = 16384
 MAX_DIMENSIONS = 16
@@ -113,13 +114,17 @@ class QuantizerRecord:
     max_level: int
     scales: ScalesRef
     rounding: str | None = None  # "gptq" where the encoder chose levels by gptq; informative only
-    kind: str = "linear_symmetric"
+    kind: str = LINEAR_SYMMETRIC
     axis: int = 0
 
     @property
     def dependent(self) -> bool:
         """The symbols are dependent quantization's: their levels follow each row's state machine."""
-        return self.kind == "dependent"
+        return self.kind == DEPENDENT
+
+    @staticmethod
+    def kind_of(dependent: bool) -> str:
+        return DEPENDENT if dependent else LINEAR_SYMMETRIC
 
     def to_dict(self) -> dict:
         record = {

@@ -286,7 +286,7 @@ def _finish_tensor(
                 q.config.max_level,
                 scales,
                 rounding,
-                "dependent" if q.config.dependent else "linear_symmetric",
+                QuantizerRecord.kind_of(q.config.dependent),
             ),
             arrangement=tensor_plan.arrangement,
             matrix=layout.matrix_shape(q.symbols.shape, tensor_plan.arrangement),
