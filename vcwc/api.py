@@ -286,7 +286,9 @@ def _compress(
         calibration = load_calibration(calibration)
     attempt_notes: list[str] = []
     try:
-        resolved, methods = _methods(recipe, codec, settings, source, architecture, calibration, attempt_notes)
+        resolved, methods = _methods(
+            recipe, codec, settings, source, architecture, calibration, attempt_notes, progress
+        )
     except InputError as exc:
         # An architecture the model's folder named, not the user, that cannot run on the inputs (a model
         # that needs more than token ids, say): the file is weight-only, as it would be without the folder,
@@ -294,7 +296,7 @@ def _compress(
         if architecture is None or not architecture.from_folder or recipe.needs_architecture:
             raise
         notes.append(f"{architecture.name} from the folder's config.json is not used (weight-only): {exc}")
-        resolved, methods = _methods(recipe, codec, settings, source, None, calibration, notes)
+        resolved, methods = _methods(recipe, codec, settings, source, None, calibration, notes, progress)
     else:
         notes.extend(attempt_notes)
     recipe = resolved
@@ -327,7 +329,9 @@ def _compress(
         return writer.finish(metadata)
 
 
-def _methods(recipe: Recipe, codec: Codec, settings, source: ModelSource, architecture, calibration, notes):
+def _methods(
+    recipe: Recipe, codec: Codec, settings, source: ModelSource, architecture, calibration, notes, progress=False
+):
     """The recipe resolved for this model, and the data-free methods' passes over its candidates. Given
     an architecture, every way it fails (import, build, weights, forward pass) is an error."""
     recipe = data_free.resolve_recipe(recipe, codec.name, source, architecture is not None, calibration, notes)
@@ -340,6 +344,7 @@ def _methods(recipe: Recipe, codec: Codec, settings, source: ModelSource, archit
         recipe.bias_correction == "on",
         calibration,
         recipe.quantizer.allocation,
+        progress,
     )
     return recipe, methods
 

@@ -21,7 +21,7 @@ from ..models.build import Architecture, build_model, resolve
 from ..models.huggingface import folder_architecture
 from ..models.registry import NO_ARCHITECTURE
 from ..quant.correction import BiasCorrection
-from ..quant.inputs import CalibrationInputs, driver_for
+from ..quant.inputs import CalibrationInputs, WithProgress, driver_for
 from ..quant.noise import StatisticsRecorder, drive
 from ..quant.sensitivity import sensitivities, step_offsets
 from ..recipe import Recipe
@@ -173,6 +173,7 @@ def prepare(
     bias_correction: bool,
     calibration: CalibrationInputs | None = None,
     allocation: str = "uniform",
+    progress: bool = False,
 ) -> Methods:
     """Run the passes of inputs the methods need (none when no method is asked for): real inputs where
     given (`calibration`), else noise or random tokens (vcwc.quant.inputs)."""
@@ -183,6 +184,8 @@ def prepare(
     methods.report["architecture"] = {"name": architecture.name}
     driver = driver_for(module, architecture.input_shape, calibration)
     methods.report["inputs"] = driver.describe()
+    if progress:
+        driver = WithProgress(driver, f"running {architecture.name} on {driver.kind.replace('_', ' ')}")
     recorder = None
     if rounding == "gptq" or bias_correction:
         recorder = StatisticsRecorder(

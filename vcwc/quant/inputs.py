@@ -14,6 +14,7 @@ embedding, else Gaussian noise of the input shape.
 from __future__ import annotations
 
 import math
+import sys
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ..errors import InputError, first_line
 
@@ -55,6 +57,9 @@ class GaussianNoise:
         self.batches = batches
         self.batch_size = max(MIN_BATCH, min(MAX_BATCH, BATCH_ELEMENTS // max(1, math.prod(self.input_shape))))
 
+    def __len__(self) -> int:
+        return self.batches
+
     def __iter__(self) -> Iterator[Batch]:
         generator = torch.Generator().manual_seed(SEED)
         for _ in range(self.batches):
@@ -72,6 +77,9 @@ class RandomTokens:
         self.vocabulary = vocabulary
         self.input_shape = tuple(input_shape or (DEFAULT_TOKENS,))
         self.batches = batches
+
+    def __len__(self) -> int:
+        return self.batches
 
     def __iter__(self) -> Iterator[Batch]:
         generator = torch.Generator().manual_seed(SEED)
@@ -98,6 +106,9 @@ class CalibrationInputs:
         self.arrays, self.source, self.batch_size = arrays, source, batch_size
         self.count = min(next(iter(lengths.values())), limit or 1 << 62)
 
+    def __len__(self) -> int:
+        return -(-self.count // self.batch_size)
+
     def __iter__(self) -> Iterator[Batch]:
         for start in range(0, self.count, self.batch_size):
             end = min(start + self.batch_size, self.count)
@@ -116,6 +127,26 @@ class CalibrationInputs:
             "inputs": self.count,
             "arrays": {name or "(positional)": list(a.shape[1:]) for name, a in self.arrays.items()},
         }
+
+
+class WithProgress:
+    """A driver whose batches count on a progress bar on stderr: on a large model one pass of them takes
+    minutes, before any encoding starts."""
+
+    def __init__(self, driver, description: str):
+        self.driver, self.description = driver, description
+
+    def __getattr__(self, name: str):
+        return getattr(self.driver, name)
+
+    def __len__(self) -> int:
+        return len(self.driver)
+
+    def __iter__(self) -> Iterator[Batch]:
+        bar = tqdm(
+            self.driver, total=len(self.driver), desc=self.description, unit="batch", leave=False, file=sys.stderr
+        )
+        yield from bar
 
 
 def load_calibration(path: str | Path, limit: int | None = None) -> CalibrationInputs:
