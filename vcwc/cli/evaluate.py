@@ -92,32 +92,15 @@ def run_images(args) -> dict:
 
 
 def run_text(args) -> dict:
-    from ..errors import InputError
-    from ..eval.text import evaluate_text, load_tokenizer, read_text
-    from ..models.build import build_model, resolve
-    from ..models.huggingface import folder_architecture
+    from ..eval.text import evaluate_text, load_tokenizer, read_text, text_architecture, tokenizer_beside
+    from ..models.build import build_model
 
     text = read_text(args.data)
     weights = load_weights(args.model, args.ffmpeg)
     # The folder that tells the architecture and the tokenizer: the model's own, else the reference's.
     folders = [path for path in (args.model, args.reference) if path and Path(path).suffix != ".vcwc"]
-    notes: list[str] = []
-    architecture = resolve(args.arch) if args.arch else None
-    for path in folders if architecture is None else ():
-        shapes = {name: tuple(tensor.shape) for name, tensor in weights.items()}
-        architecture = folder_architecture(path, shapes, notes)
-        if architecture is not None:
-            break
-    if architecture is None:
-        why = f" ({notes[-1]})" if notes else ""
-        raise InputError(
-            "a text evaluation needs the model's architecture: --arch MODULE:CALLABLE, or a model or --reference "
-            f"in a Hugging Face folder with its config.json{why}"
-        )
-    beside = [(Path(path) if Path(path).is_dir() else Path(path).parent) / "tokenizer.json" for path in folders]
-    tokenizer_path = args.tokenizer or next((path for path in beside if path.is_file()), None)
-    if tokenizer_path is None:
-        raise InputError("no tokenizer.json beside the model or the reference: give --tokenizer PATH")
+    architecture = text_architecture(args.arch, {name: tuple(t.shape) for name, t in weights.items()}, folders)
+    tokenizer_path = args.tokenizer or tokenizer_beside(folders)
     model = build_model(architecture, weights).float()
     reference = build_model(architecture, load_weights(args.reference, args.ffmpeg)).float() if args.reference else None
     result = evaluate_text(

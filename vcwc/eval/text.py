@@ -19,6 +19,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..errors import InputError
+from ..models.build import Architecture, resolve
+from ..models.huggingface import folder_architecture
 
 TOKENIZER_FILE = "tokenizer.json"
 # Defaults of `vcwc eval` on a text: 16 windows of 512 tokens for a language model; the first 512 lines, at
@@ -45,6 +47,32 @@ class TextResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def text_architecture(arch: str | None, shapes: dict[str, tuple[int, ...]], folders: list[str]) -> Architecture:
+    """The architecture given, else the class the config.json of the first of `folders` (a model file's
+    folder, or a folder) names that takes these tensors."""
+    if arch:
+        return resolve(arch)
+    notes: list[str] = []
+    for folder in folders:
+        found = folder_architecture(folder, shapes, notes)
+        if found is not None:
+            return found
+    why = f" ({notes[-1]})" if notes else ""
+    raise TextEvaluationError(
+        "a text evaluation needs the model's architecture: --arch MODULE:CALLABLE, or a model or --reference "
+        f"in a Hugging Face folder with its config.json{why}"
+    )
+
+
+def tokenizer_beside(folders: list[str]) -> Path:
+    """The tokenizer.json in the first of `folders` (a model file's folder, or a folder) that has one."""
+    for folder in map(Path, folders):
+        candidate = (folder if folder.is_dir() else folder.parent) / TOKENIZER_FILE
+        if candidate.is_file():
+            return candidate
+    raise TextEvaluationError("no tokenizer.json beside the model or the reference: give --tokenizer PATH")
 
 
 def load_tokenizer(path: str | Path):
