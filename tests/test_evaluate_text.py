@@ -127,3 +127,11 @@ def test_text_without_an_architecture_or_its_folder(tmp_path, text_file, capsys)
     assert "needs the model's architecture: --arch" in capsys.readouterr().err
     assert cli.main(["eval", str(model), "--data", str(tmp_path)]) == 1
     assert "image evaluation needs the model's architecture" in capsys.readouterr().err
+
+
+def test_a_model_that_does_not_take_token_ids(bert_folder, text_file, capsys):
+    model = Path(__file__).resolve().parents[1] / "models" / "digits_resnet.safetensors"
+    arguments = ["--arch", "digits_resnet", "--data", str(text_file), "--tokenizer", str(bert_folder)]
+    assert cli.main(["eval", str(model), *arguments]) == 1
+    error = capsys.readouterr().err
+    assert "failed on token ids" in error and len(error.strip().splitlines()) == 1

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from ..models.build import Architecture, resolve
 from ..models.huggingface import folder_architecture
 
@@ -137,7 +137,17 @@ def encode_lines(tokenizer, lines: list[str], pad_id: int, max_length: int = LIN
 def is_language_model(model: nn.Module, token_id: int = 0) -> bool:
     """Whether the model's output has next-token `logits` (else it is taken for an encoder of hidden states)."""
     with torch.inference_mode():
-        return hasattr(model(torch.tensor([[token_id, token_id]])), "logits")
+        return hasattr(_forward(model, torch.tensor([[token_id, token_id]])), "logits")
+
+
+def _forward(model: nn.Module, *args, **kwargs):
+    """The model's output; its failure (the user's model) as a one-line error."""
+    try:
+        return model(*args, **kwargs)
+    except Exception as exc:
+        raise TextEvaluationError(
+            f"{type(model).__name__} failed on token ids ({type(exc).__name__}: {first_line(exc, 200)})"
+        ) from None
 
 
 @torch.inference_mode()
@@ -148,7 +158,7 @@ def next_token_scores(
     losses, predictions = [], []
     for start in tqdm(range(0, len(windows), batch_size), desc="scoring", file=sys.stderr, disable=not progress):
         ids = windows[start : start + batch_size]
-        logits = model(ids).logits.float()[:, :-1]
+        logits = _forward(model, ids).logits.float()[:, :-1]
         losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none"))
         predictions.append(logits.argmax(-1).reshape(-1))
     return torch.cat(losses), torch.cat(predictions)
@@ -165,7 +175,7 @@ def sentence_embeddings(
         mask = mask_all[start : start + batch_size]
         keep = int(mask.sum(1).max())
         ids, mask = ids_all[start : start + batch_size, :keep], mask[:, :keep]
-        output = model(input_ids=ids, attention_mask=mask)
+        output = _forward(model, input_ids=ids, attention_mask=mask)
         hidden = (output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]).float()
         weights = mask.unsqueeze(-1).float()
         embeddings.append(F.normalize((hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9), dim=1))
