@@ -118,3 +118,17 @@ def test_a_folder_model_that_token_ids_alone_cannot_run_is_weight_only_with_the_
     code = cli.main(["compress", str(tmp_path), "-o", str(tmp_path / "o.vcwc"), "--allocation", "sensitivity"])
     assert code != 0 and "forward pass of T5Model failed" in capsys.readouterr().err
     assert not (tmp_path / "o.vcwc").exists()
+
+
+def test_an_older_folder_with_pytorch_model_bin(bert_folder, capsys):
+    from safetensors.torch import load_file
+
+    torch.save(load_file(bert_folder / "model.safetensors"), bert_folder / "pytorch_model.bin")
+    (bert_folder / "model.safetensors").unlink()
+    output = bert_folder / "out.vcwc"
+    args = ["compress", str(bert_folder), "-o", str(output), "--recipe", "smallest", "--step-qp=-20", "--json"]
+    assert cli.main(args) == 0
+    assert json.loads(capsys.readouterr().out)["methods"]["architecture"] == {"name": "BertModel"}
+    (bert_folder / "pytorch_model.bin").unlink()
+    assert cli.main([*args, "--force"]) == 1
+    assert "needs model.safetensors.index.json, model.safetensors or pytorch_model.bin" in capsys.readouterr().err

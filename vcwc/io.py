@@ -29,6 +29,7 @@ DATA_PARALLEL_PREFIX = "module."
 STATE_DICT_KEYS = ("state_dict", "model")
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
+PICKLED_FILE = "pytorch_model.bin"
 EXTRAS_KEY = "vcwc_extras"
 DTYPE_NAMES = {
     torch.float32: "float32",
@@ -228,7 +229,9 @@ def _load_folder(folder: Path) -> ModelSource:
         return _load_index(folder / INDEX_FILE)
     if (folder / SINGLE_FILE).is_file():
         return SafetensorsModel([folder / SINGLE_FILE], str(folder))
-    raise InputError(f"{folder}: a model folder needs {INDEX_FILE} or {SINGLE_FILE}")
+    if (folder / PICKLED_FILE).is_file():  # older Hugging Face folders; read with weights_only like any checkpoint
+        return load_model(folder / PICKLED_FILE)
+    raise InputError(f"{folder}: a model folder needs {INDEX_FILE}, {SINGLE_FILE} or {PICKLED_FILE}")
 
 
 def _load_index(index: Path) -> ModelSource:

@@ -26,8 +26,8 @@ def add_parser(commands) -> None:
     )
     p.add_argument(
         "model",
-        help="a .pt/.pth/.th/.bin checkpoint, a .safetensors file, or a sharded safetensors "
-        "folder (or its model.safetensors.index.json)",
+        help="a .pt/.pth/.th/.bin checkpoint, a .safetensors file, or a Hugging Face folder: sharded "
+        "safetensors (or its model.safetensors.index.json), model.safetensors or pytorch_model.bin",
     )
     p.add_argument("-o", "--output", required=True, help="the .vcwc file to write")
     p.add_argument(
