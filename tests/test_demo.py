@@ -68,3 +68,17 @@ def test_eval_command_on_a_vcwc_file(tmp_path, capsys, models_dir):
     )
     result = json.loads(capsys.readouterr().out)
     assert result["n_images"] == 450 and result["agreement"] > 95 and result["top1"] > 95
+
+
+def test_eval_takes_the_normalization_given(capsys, models_dir):
+    arguments = ["eval", str(models_dir / "digits_resnet.safetensors"), "--arch", "digits_resnet"]
+    arguments += ["--data", str(models_dir / "digits_test.npz"), "--json"]
+    assert cli.main(arguments) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert cli.main([*arguments, "--mean", "0.9", "--std", "0.05"]) == 0
+    shifted = json.loads(capsys.readouterr().out)
+    assert own["top1"] > 95 and shifted["top1"] < own["top1"] - 20  # inputs far from the trained range
+    assert cli.main([*arguments, "--mean", "0.5"]) == 1
+    assert "--mean and --std go together" in capsys.readouterr().err
+    assert cli.main([*arguments, "--mean", "0.5,0.5", "--std", "0.5"]) == 1
+    assert "--mean 0.5,0.5 --std 0.5" in capsys.readouterr().err

@@ -38,6 +38,16 @@ def add_parser(commands) -> None:
         help="images: a fixed class-balanced subset of this many; text: this many windows of 512 tokens "
         "(default 16) or lines (default 512)",
     )
+    p.add_argument(
+        "--mean",
+        help="images: per-channel mean to subtract after scaling pixels to 0..1, comma-separated (default: the "
+        "architecture's, else ImageNet's 0.485,0.456,0.406); with --std",
+    )
+    p.add_argument(
+        "--std",
+        help="images: per-channel spread to divide by, comma-separated (ImageNet's 0.229,0.224,0.225; a model "
+        "trained on inputs in -1..1 takes 0.5,0.5,0.5 with --mean 0.5,0.5,0.5)",
+    )
     p.add_argument("--batch-size", type=int, default=256, help="images per batch")
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.add_argument("--ffmpeg", help="ffmpeg binary for .vcwc input")
@@ -78,7 +88,7 @@ def run_images(args) -> dict:
     if args.arch is None:
         raise InputError("an image evaluation needs the model's architecture: --arch NAME or MODULE:CALLABLE")
     architecture = resolve(args.arch)
-    preprocess = architecture.preprocess or DEFAULT_PREPROCESS
+    preprocess = normalized(architecture.preprocess or DEFAULT_PREPROCESS, args.mean, args.std)
     dataset = load_dataset(args.data, limit=args.limit)
     model = build_model(architecture, load_weights(args.model, args.ffmpeg))
     reference = build_model(architecture, load_weights(args.reference, args.ffmpeg)) if args.reference else None
@@ -89,6 +99,23 @@ def run_images(args) -> dict:
             line += f"; agreement with the reference {result.agreement:.2f}%, mean KL {result.mean_kl:.2e}"
         print(line)
     return {"arch": args.arch, **result.to_dict()}
+
+
+def normalized(preprocess, mean: str | None, std: str | None):
+    """The preprocessing with --mean and --std in place of its own."""
+    from dataclasses import replace
+
+    from ..errors import InputError
+
+    if mean is None and std is None:
+        return preprocess
+    if mean is None or std is None:
+        raise InputError("--mean and --std go together")
+    try:
+        values = [tuple(float(part) for part in text.split(",")) for text in (mean, std)]
+        return replace(preprocess, mean=values[0], std=values[1])
+    except ValueError as exc:
+        raise InputError(f"--mean {mean} --std {std}: {exc}") from None
 
 
 def run_text(args) -> dict:
