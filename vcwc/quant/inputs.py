@@ -143,8 +143,15 @@ class WithProgress:
         return len(self.driver)
 
     def __iter__(self) -> Iterator[Batch]:
+        # Shown on a terminal only, as the encoding's bar: logs and pipes get no carriage-return lines.
         bar = tqdm(
-            self.driver, total=len(self.driver), desc=self.description, unit="batch", leave=False, file=sys.stderr
+            self.driver,
+            total=len(self.driver),
+            desc=self.description,
+            unit="batch",
+            leave=False,
+            file=sys.stderr,
+            disable=None,
         )
         yield from bar
 
