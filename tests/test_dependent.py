@@ -14,7 +14,8 @@ import vcwc
 from vcwc.errors import FormatError, InputError
 from vcwc.format import container
 from vcwc.metrics import entropy_bits, snr_db
-from vcwc.quant.dependent import TRANSITIONS, reconstruction_levels
+from vcwc.quant import dependent
+from vcwc.quant.dependent import TRANSITIONS, reconstruction_levels, trellis_symbols
 from vcwc.quant.quantize import QuantConfig, dequantize, quantize
 
 
@@ -33,6 +34,37 @@ def test_the_decoders_closed_form_follows_the_state_machine(shape, dtype):
     rng = np.random.default_rng(1)
     symbols = rng.integers(-120, 121, size=shape).astype(dtype)
     assert np.array_equal(reconstruction_levels(symbols), _levels_by_state_machine(symbols))
+
+
+def _least_error_by_viterbi(x: np.ndarray) -> float:
+    """The least squared error over the state machine's paths, per row, summed: a plain Viterbi one position
+    at a time, over the same two candidates per quantizer as the library (the one below x and the one above;
+    near zero the odd quantizer's nearest even level can be 0 rather than 3, which neither considers)."""
+    total = 0.0
+    for row in x:
+        cost = [0.0, np.inf, np.inf, np.inf]
+        for value in row:
+            after = [np.inf] * 4
+            for state in range(4):
+                odd_quantizer = state >= 2
+                for k in dependent._candidates(np.array([value]), odd_quantizer):
+                    k = int(k[0])
+                    level = 2 * k - np.sign(k) if odd_quantizer else 2 * k
+                    following = TRANSITIONS[state][k & 1]
+                    after[following] = min(after[following], cost[state] + (value - level) ** 2)
+            cost = after
+        total += min(cost)
+    return total
+
+
+def test_the_search_finds_the_least_error_across_blocks_and_column_chunks(monkeypatch):
+    # Blocks of 2 rows and chunks of 64 columns: 150 columns end in a partial chunk, 5 rows in a partial block.
+    monkeypatch.setattr(dependent, "BLOCK_ELEMENTS", 300)
+    monkeypatch.setattr(dependent, "MIN_ROWS", 1)
+    x = np.random.default_rng(3).laplace(scale=4.0, size=(5, 150))
+    symbols = trellis_symbols(x, np.ones(5), max_level=127)
+    error = float(((x - reconstruction_levels(symbols, np.float64)) ** 2).sum())
+    assert error == pytest.approx(_least_error_by_viterbi(x), rel=1e-12)
 
 
 def test_the_trellis_beats_a_scalar_grid_at_equal_entropy():
