@@ -135,3 +135,38 @@ def test_a_model_that_does_not_take_token_ids(bert_folder, text_file, capsys):
     assert cli.main(["eval", str(model), *arguments]) == 1
     error = capsys.readouterr().err
     assert "failed on token ids" in error and len(error.strip().splitlines()) == 1
+
+
+def test_a_plain_module_returning_hidden_states_is_an_encoder(bert_folder, text_file, tmp_path, monkeypatch, capsys):
+    transformers = pytest.importorskip("transformers")
+    (tmp_path / "plain_encoder.py").write_text(
+        "import transformers\n"
+        "from torch import nn\n"
+        f"CONFIG = transformers.BertConfig.from_pretrained({str(bert_folder)!r})\n"
+        "class Plain(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.bert = transformers.BertModel(CONFIG)\n"
+        "    def forward(self, input_ids, attention_mask=None):\n"
+        "        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state\n"
+        "def build():\n"
+        "    return Plain()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from safetensors.torch import load_file, save_file
+
+    plain_folder = tmp_path / "plain"
+    plain_folder.mkdir()
+    model = plain_folder / "model.safetensors"
+    save_file({f"bert.{k}": v for k, v in load_file(bert_folder / "model.safetensors").items()}, model)
+    # The same weights coded the same way (weight-only: names change nothing), measured through either module.
+    arguments = ["--data", text_file, "--limit", "40"]
+    plain = evaluate(
+        capsys, compressed(capsys, plain_folder, -22), "--reference", model, *arguments,
+        "--arch", "plain_encoder:build", "--tokenizer", bert_folder,
+    )  # fmt: skip
+    folder = evaluate(
+        capsys, compressed(capsys, bert_folder, -22), "--reference", bert_folder / "model.safetensors", *arguments
+    )
+    assert transformers and plain["task"] == "text_encoder" and plain["samples"] == 40
+    assert plain["mean_cosine"] < 1.0 and plain["mean_cosine"] == pytest.approx(folder["mean_cosine"], abs=1e-6)

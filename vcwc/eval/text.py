@@ -176,10 +176,24 @@ def sentence_embeddings(
         keep = int(mask.sum(1).max())
         ids, mask = ids_all[start : start + batch_size, :keep], mask[:, :keep]
         output = _forward(model, input_ids=ids, attention_mask=mask)
-        hidden = (output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]).float()
+        hidden = _hidden_states(output).float()
         weights = mask.unsqueeze(-1).float()
         embeddings.append(F.normalize((hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9), dim=1))
     return torch.cat(embeddings)
+
+
+def _hidden_states(output) -> torch.Tensor:
+    """(batch, tokens, features) from a model's output: `last_hidden_state`, the tensor itself, or the first
+    item of a tuple, as Hugging Face and plain modules return them."""
+    if hasattr(output, "last_hidden_state"):
+        return output.last_hidden_state
+    hidden = output if isinstance(output, torch.Tensor) else output[0]
+    if not isinstance(hidden, torch.Tensor) or hidden.dim() != 3:
+        raise TextEvaluationError(
+            f"the model's output is not hidden states of shape (batch, tokens, features): got "
+            f"{tuple(hidden.shape) if isinstance(hidden, torch.Tensor) else type(hidden).__name__}"
+        )
+    return hidden
 
 
 def evaluate_text(
