@@ -170,3 +170,31 @@ def test_a_plain_module_returning_hidden_states_is_an_encoder(bert_folder, text_
     )
     assert transformers and plain["task"] == "text_encoder" and plain["samples"] == 40
     assert plain["mean_cosine"] < 1.0 and plain["mean_cosine"] == pytest.approx(folder["mean_cosine"], abs=1e-6)
+
+
+def test_a_plain_module_returning_logits_is_a_language_model(llama_folder, text_file, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("transformers")
+    (tmp_path / "plain_lm.py").write_text(
+        "import transformers\n"
+        "from torch import nn\n"
+        f"CONFIG = transformers.LlamaConfig.from_pretrained({str(llama_folder)!r})\n"
+        "class Plain(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.lm = transformers.LlamaForCausalLM(CONFIG)\n"
+        "        self.config = CONFIG  # the window follows its positions\n"
+        "    def forward(self, input_ids):\n"
+        "        return self.lm(input_ids).logits\n"
+        "def build():\n"
+        "    return Plain()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "plain_lm.safetensors"
+    save_file({f"lm.{k}": v for k, v in load_file(llama_folder / "model.safetensors").items()}, model)
+    plain = evaluate(
+        capsys, model, "--data", text_file, "--arch", "plain_lm:build", "--tokenizer", llama_folder, "--limit", "4"
+    )
+    folder = evaluate(capsys, llama_folder / "model.safetensors", "--data", text_file, "--limit", "4")
+    assert plain["task"] == "language_model" and plain["perplexity"] == pytest.approx(folder["perplexity"])

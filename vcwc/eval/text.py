@@ -1,6 +1,6 @@
 """How well a (reconstructed) text model does on real text, against the original.
 
-A language model (its output has `logits`) is scored by perplexity over windows of the text, and against the
+A language model (its output has `logits`, or is a tensor of one value per token of its vocabulary) is scored by perplexity over windows of the text, and against the
 original by the change in perplexity and how often both predict the same next token. A text encoder (its
 output is hidden states) has no task of its own here: its sentence embeddings, mean-pooled over each line's
 tokens and normalized as sentence-transformers makes them, are compared with the original's by cosine.
@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ..errors import InputError, first_line
 from ..models.build import Architecture, resolve
 from ..models.huggingface import folder_architecture
+from ..quant.inputs import input_embedding
 
 TOKENIZER_FILE = "tokenizer.json"
 # Defaults of `vcwc eval` on a text: 16 windows of 512 tokens for a language model; the first 512 lines, at
@@ -135,9 +136,18 @@ def encode_lines(tokenizer, lines: list[str], pad_id: int, max_length: int = LIN
 
 
 def is_language_model(model: nn.Module, token_id: int = 0) -> bool:
-    """Whether the model's output has next-token `logits` (else it is taken for an encoder of hidden states)."""
+    """Whether the model's output is next-token logits: `logits`, or a tensor with one value per token of its
+    input embedding's vocabulary (else it is taken for an encoder of hidden states)."""
     with torch.inference_mode():
-        return hasattr(_forward(model, torch.tensor([[token_id, token_id]])), "logits")
+        output = _forward(model, torch.tensor([[token_id, token_id]]))
+    if hasattr(output, "logits"):
+        return True
+    embedding = input_embedding(model)
+    return isinstance(output, torch.Tensor) and embedding is not None and output.shape[-1] == embedding.num_embeddings
+
+
+def _logits(output) -> torch.Tensor:
+    return output.logits if hasattr(output, "logits") else output
 
 
 def _forward(model: nn.Module, *args, **kwargs):
@@ -158,7 +168,7 @@ def next_token_scores(
     losses, predictions = [], []
     for start in tqdm(range(0, len(windows), batch_size), desc="scoring", file=sys.stderr, disable=not progress):
         ids = windows[start : start + batch_size]
-        logits = _forward(model, ids).logits.float()[:, :-1]
+        logits = _logits(_forward(model, ids)).float()[:, :-1]
         losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none"))
         predictions.append(logits.argmax(-1).reshape(-1))
     return torch.cat(losses), torch.cat(predictions)
