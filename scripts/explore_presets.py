@@ -16,22 +16,28 @@ Writes results/rate_accuracy/presets.json and presets.md.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
 import torch
 from common import RESULTS, write_results
+from generality import smallest_meeting
 from suite_models import SUITE
 
 import vcwc
 
-# The step QP at which `smallest` meets each model's bar (results/generality/summary.md).
-BAR_STEP_QPS = {"mobilenet_v2": -24, "all-mpnet-base-v2": -29, "smollm2-135m": -28}
+
+def bar_step_qps() -> dict[str, int]:
+    """The step QP of the smallest `smallest` file meeting each model's bar, from results/generality."""
+    records = json.loads((RESULTS / "generality" / "records.json").read_text())
+    found = {name: smallest_meeting([r for r in records if r["model"] == name], "vcwc") for name in SUITE}
+    return {name: record["setting"] for name, record in found.items() if record is not None}
 
 
-def measure(name: str, preset: str) -> dict:
+def measure(name: str, step_qp: int, preset: str) -> dict:
     model = SUITE[name]
-    recipe = vcwc.RECIPES["smallest"].with_changes(step_qp=BAR_STEP_QPS[name], preset=preset)
+    recipe = vcwc.RECIPES["smallest"].with_changes(step_qp=step_qp, preset=preset)
     start = time.perf_counter()
     compressed = vcwc.compress(str(model.path()), recipe, arch=model.arch, input_shape=model.input_shape)
     encode_seconds = time.perf_counter() - start
@@ -40,7 +46,7 @@ def measure(name: str, preset: str) -> dict:
     report = compressed.size_report()
     return {
         "model": name,
-        "step_qp": BAR_STEP_QPS[name],
+        "step_qp": step_qp,
         "preset": preset,
         "bits_per_weight": report.bits_per_weight,
         "file_bytes": report.file_bytes,
@@ -55,12 +61,12 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(2)
     rows = []
-    for name in BAR_STEP_QPS:
+    for name, step_qp in bar_step_qps().items():
         if not SUITE[name].path().exists():
             print(f"{name}: not prepared (scripts/prepare_models.py), left out", file=sys.stderr)
             continue
         for preset in args.presets:
-            rows.append(measure(name, preset))
+            rows.append(measure(name, step_qp, preset))
             print(f"{name} {preset}: {rows[-1]['bits_per_weight']:.4f} bpw", file=sys.stderr)
     text = markdown(rows, args.presets[0])
     write_results(RESULTS / "rate_accuracy", "presets", rows, text)
