@@ -29,8 +29,9 @@ from .format.report import SizeReport, size_report
 from .io import ModelSource, from_checkpoint, load_model, tensor_bytes, torch_from_bytes
 from .pipeline import methods as data_free
 from .pipeline.decode import decode_tensors
-from .pipeline.encode import check_min_snr, encode_tensors, write_uncoded
+from .pipeline.encode import check_min_snr, encode_tensors
 from .pipeline.plan import make_plan
+from .pipeline.uncoded import write_uncoded
 from .quant.inputs import CalibrationInputs, load_calibration
 from .recipe import Recipe, get_recipe
 from .save import OutputTensor, write_model

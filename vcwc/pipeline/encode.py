@@ -17,7 +17,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import zstandard
 from tqdm import tqdm
 
 from ..codecs import ffmpeg
@@ -31,9 +30,7 @@ from ..quant.quantize import Quantized, as_rows, dequantize, quantize
 from .decode import tensor_symbols
 from .plan import Plan, TensorPlan
 
-UNCODED_ZSTD_LEVEL = 19
 BLOCK_ELEMENTS = 1 << 22  # weights dequantized at once when measuring a tensor's error
-ONE_SHOT_UNCODED_BYTES = 256 << 20  # above this the uncoded blob is compressed as a stream
 
 
 @dataclass
@@ -340,61 +337,6 @@ def bit_depth(symbols: np.ndarray) -> int:
 
 def json_float(value: float) -> float | str:
     return value if np.isfinite(value) else ("inf" if value > 0 else "-inf" if value < 0 else "nan")
-
-
-def write_uncoded(
-    source: ModelSource, names: list[str], replaced: dict[str, bytes], encoding: str, writer: ContainerWriter
-) -> dict[str, TensorRecord]:
-    """Store the uncoded tensors, as they came or as `replaced` (corrected) bytes, in one zstd blob."""
-    if not names:
-        return {}
-    records, offset, pieces = {}, 0, []
-    for name in names:
-        dtype = source.dtype(name)
-        data = replaced[name] if name in replaced else source.raw(name)
-        stored = "exact"
-        if encoding == "float16" and dtype == "float32":
-            data = np.frombuffer(data, dtype="<f4").astype("<f2").tobytes()
-            stored = "float16"
-        if source.is_float(name):
-            _warn_non_finite(name, data, "float16" if stored == "float16" else dtype)
-        records[name] = TensorRecord(
-            name, dtype, tuple(source.shape(name)), "uncoded", blob=-1, offset=offset, length=len(data), encoding=stored
-        )
-        pieces.append(data)
-        offset += len(data)
-    if offset == 0:
-        blob = writer.add("uncoded", zstandard.ZstdCompressor(level=UNCODED_ZSTD_LEVEL).compress(b""), "zstd")
-    elif offset <= ONE_SHOT_UNCODED_BYTES:
-        blob = writer.add(
-            "uncoded", zstandard.ZstdCompressor(level=UNCODED_ZSTD_LEVEL).compress(b"".join(pieces)), "zstd"
-        )
-    else:
-        compressor = zstandard.ZstdCompressor(level=UNCODED_ZSTD_LEVEL).compressobj(size=offset)
-        blob = writer.add("uncoded", b"".join([*(compressor.compress(p) for p in pieces), compressor.flush()]), "zstd")
-    return {name: _with_blob(record, blob) for name, record in records.items()}
-
-
-def _with_blob(record: TensorRecord, blob: int) -> TensorRecord:
-    from dataclasses import replace
-
-    return replace(record, blob=blob)
-
-
-def _warn_non_finite(name: str, data: bytes, dtype: str) -> None:
-    import warnings
-
-    from ..errors import VcwcWarning
-    from ..format.safetensors import to_array
-
-    values = to_array(data, dtype, (len(data) // {"float64": 8, "float32": 4}.get(dtype, 2),))
-    bad = int((~np.isfinite(values)).sum())
-    if bad:
-        warnings.warn(
-            f"tensor {name!r} (stored uncoded) holds {bad} NaN or infinite values; they are kept as they are",
-            VcwcWarning,
-            stacklevel=2,
-        )
 
 
 def check_min_snr(encoded: Encoded, min_snr_db: float | None) -> None:
