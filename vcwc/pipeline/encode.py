@@ -92,10 +92,12 @@ def encode_tensors(
         for names in plan.chunks:
             # The bar moves by half of a tensor's weights as its levels are chosen (gptq and the trellis take
             # a while) and by the rest when its chunk's frames are written.
-            quantized = {}
+            quantized, moved = {}, 0
             for name, levels in zip(names, pool.map(quantized_of, names)):
                 quantized[name] = levels
-                bar.update(math.prod(source.shape(name)) // 2)
+                half = math.prod(source.shape(name)) // 2
+                bar.update(half)
+                moved += half
             # What the frames hold: the symbols, or their high part where the low bits go apart.
             framed = {name: _split_low_bits(plan.coded[name], quantized[name]) for name in names}
             in_frames = {name: f.symbols for name, f in framed.items()}
@@ -148,7 +150,7 @@ def encode_tensors(
                     payload = replace(payload, low_bits=LowBitsRef(bits, writer.add("symbols", low), 0))
                 finish(tensor_plan, q, payload, chunk.regions[name], decoded)
             _complete(finishing, result, 0)
-            bar.update(sum(math.prod(source.shape(n)) - math.prod(source.shape(n)) // 2 for n in names))
+            bar.update(sum(math.prod(source.shape(n)) for n in names) - moved)
     bar.close()
     return result
 
