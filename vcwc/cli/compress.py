@@ -11,7 +11,7 @@ from ..codecs.base import AUTO_ORDER, codec_names
 from ..errors import InputError
 from ..models.registry import ARCHITECTURES, NO_ARCHITECTURE
 from ..recipe import CUSTOM_PREFIX, RECIPES, Recipe, get_recipe, qp_from_step
-from . import common
+from . import common, target_drop
 
 RECIPE_HELP = "; ".join(f"{name}: {recipe.describe()}" for name, recipe in RECIPES.items())
 
@@ -271,10 +271,7 @@ def run(args) -> int:
     model = load_model(args.model)
     searched = None
     if args.target_drop is not None:
-        searched = _target_search(args, model, recipe)
-        recipe = recipe.with_changes(
-            bias_correction="on", overrides=tuple(_override(name, qp) for name, qp in searched.best.step_qps.items())
-        )
+        searched, recipe = target_drop.searched_recipe(args, model, recipe)
     warnings_seen: list[str] = []
     with common.reported_warnings(warnings_seen):
         calibration = None
@@ -302,7 +299,7 @@ def run(args) -> int:
     methods = compressed.meta.methods or {}
     _say_methods(methods)
     if args.json:
-        search = _search_summary(searched) if searched else None
+        search = target_drop.search_summary(searched) if searched else None
         print(
             json.dumps(
                 {
@@ -319,7 +316,7 @@ def run(args) -> int:
         )
         return 0
     if searched:
-        search = _search_summary(searched)
+        search = target_drop.search_summary(searched)
         print(
             f"--target-drop {args.target_drop}: {search['evaluations']} evaluations on {search['images']:,} "
             f"calibration images; chosen step QPs {search['step_qps_range']}, calibration agreement "
@@ -333,12 +330,6 @@ def run(args) -> int:
         f"{lowest_snr(report)}"
     )
     return 0
-
-
-def _override(name: str, step_qp: int):
-    from ..recipe import TensorOverride
-
-    return TensorOverride(name=name, step_qp=step_qp)
 
 
 def _say_methods(methods: dict) -> None:
@@ -373,40 +364,6 @@ def _reasons(skipped: dict) -> str:
         f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''}: {reason}" for reason, names in by_reason.items()
     ]
     return "; ".join(parts)
-
-
-def _target_search(args, model, recipe: Recipe):
-    from ..bench.target import search
-    from ..eval.datasets import load_dataset
-
-    if not args.calibration:
-        raise InputError("--target-drop needs --calibration (images to evaluate on, not the test set)")
-    calibration = load_dataset(args.calibration, limit=args.calibration_limit)
-    return search(
-        model,
-        args.arch,
-        calibration,
-        args.target_drop,
-        max_evaluations=args.max_evaluations,
-        selection=recipe.selection,
-        rounding=recipe.resolved(architecture=True, real_inputs=True, batchnorm=True).rounding,
-        progress=True,
-    )
-
-
-def _search_summary(searched) -> dict:
-    best, qps = searched.best, searched.best.step_qps
-    return {
-        "target_drop": searched.target_drop,
-        "evaluations": searched.evaluations,
-        "images": searched.subject.original.n_images,
-        "agreement": best.agreement,
-        "mean_kl": best.mean_kl,
-        "calibration_top1": best.calibration_top1,
-        "original_calibration_top1": searched.subject.original.top1,
-        "step_qps": qps,
-        "step_qps_range": f"{min(qps.values())}..{max(qps.values())}",
-    }
 
 
 def summary(report) -> dict:
