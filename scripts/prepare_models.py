@@ -236,7 +236,8 @@ def build_smollm2(root: Path) -> dict:
     tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
     gc = gm.config
     for k, v in SMOL_CONFIG.items():
-        if k in ("architectures", "rms_norm_eps"):
+        # use_cache is a generation setting, not the model's shape: transformers 5.25 reads it as True
+        if k in ("architectures", "rms_norm_eps", "use_cache"):
             continue
         got = getattr(gc, k)
         assert got == v, f"gguf config {k}={got!r}, expected {v!r}"
