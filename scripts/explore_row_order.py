@@ -23,6 +23,7 @@ import sys
 import torch
 from common import RESULTS, write_results
 from explore_presets import bar_step_qps
+from generality import coded_names
 from suite_models import SUITE, read_state
 
 import vcwc
@@ -31,15 +32,13 @@ import vcwc
 def rows_sorted_by_rms(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
     """The state with every float tensor of 2+ dimensions' rows in order of RMS, and the bits its
     permutations would take."""
-    sorted_state, permutation_bits = {}, 0
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and tensor.dim() >= 2 and tensor.numel():
-            rows = tensor.shape[0]
-            order = torch.argsort(tensor.float().reshape(rows, -1).pow(2).mean(1), stable=True)
-            sorted_state[name] = tensor[order].contiguous()
-            permutation_bits += rows * math.ceil(math.log2(max(rows, 2)))
-        else:
-            sorted_state[name] = tensor
+    sorted_state, permutation_bits = dict(state), 0
+    for name in coded_names(state):
+        tensor = state[name]
+        rows = tensor.shape[0]
+        order = torch.argsort(tensor.float().reshape(rows, -1).pow(2).mean(1), stable=True)
+        sorted_state[name] = tensor[order].contiguous()
+        permutation_bits += rows * math.ceil(math.log2(max(rows, 2)))
     return sorted_state, permutation_bits
 
 
