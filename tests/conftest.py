@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from vcwc.bench.experiment import ModelUnderTest
 from vcwc.eval.datasets import load_dataset
@@ -57,3 +58,52 @@ def probe_cache_dir(tmp_path_factory) -> Path:
         os.environ.pop("VCWC_CACHE_DIR", None)
     else:
         os.environ["VCWC_CACHE_DIR"] = previous
+
+
+# Tiny Hugging Face text models with a word-level tokenizer, and a text of their words: real transformers
+# (random weights) that compress, decompress and score in seconds.
+WORDS = "the king is dead long live queen and of to my lord you not".split()
+TEXT = "\n".join(" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(6 + i % 5)) for i in range(300)) + "\n"
+
+
+def save_tokenizer(folder: Path) -> None:
+    tokenizers = pytest.importorskip("tokenizers")
+    vocabulary = {word: index for index, word in enumerate(["[PAD]", "[UNK]", *WORDS])}
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocabulary, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tokenizer.save(str(folder / "tokenizer.json"))
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT)
+    return path
+
+
+def folder_of(tmp_path, name: str, model) -> Path:
+    folder = tmp_path / name
+    model.save_pretrained(folder)
+    save_tokenizer(folder)
+    return folder
+
+
+@pytest.fixture
+def llama_folder(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=len(WORDS) + 2, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64, tie_word_embeddings=True,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return folder_of(tmp_path, "llama", transformers.LlamaForCausalLM(config))
+
+
+@pytest.fixture
+def bert_folder(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=len(WORDS) + 2, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+    torch.manual_seed(0)
+    return folder_of(tmp_path, "bert", transformers.BertModel(config))

@@ -112,6 +112,17 @@ def test_files_and_folders_reach_a_worker_as_local_copies(tmp_path, models_dir):
             ]
             assert (Path(copy) / "dog" / "b.png").read_bytes() == b"\x00" * 100
         assert materialize(path, kind, "f00d" * 16, lambda: pytest.fail("fetched twice"), root=root) == copy
+    # A text model's file takes its Hugging Face companions along, into the folder it is read from.
+    model = tmp_path / "hf" / "model.safetensors"
+    model.parent.mkdir()
+    model.write_bytes(b"weights")
+    (model.parent / "config.json").write_text("{}")
+    (model.parent / "other.bin").write_bytes(b"left behind")
+    kind, payload = pack(str(model), ("config.json",))
+    copy = Path(materialize(str(model), kind, "beef" * 16, lambda: payload, root=root))
+    assert kind == "bundle" and copy.name == "model.safetensors" and copy.read_bytes() == b"weights"
+    assert sorted(p.name for p in copy.parent.iterdir()) == ["config.json", "model.safetensors"]
+    assert materialize(str(model), kind, "beef" * 16, lambda: pytest.fail("fetched twice"), root=root) == str(copy)
     with pytest.raises(InputError, match="cannot be read"):
         pack(str(tmp_path / "missing.pt"))
 

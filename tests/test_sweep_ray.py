@@ -19,6 +19,7 @@ from vcwc.bench.ray_backend import RayBackend
 from vcwc.bench.sweep import ModelSpec, Sweep, plan_points
 from vcwc.bench.sweep_task import VARYING_FIELDS
 from vcwc.errors import InputError
+from vcwc.recipe import RECIPES
 
 if os.environ.get("CI"):
     import ray  # CI installs the ray extra: never skip there
@@ -66,6 +67,20 @@ def test_ray_writes_the_records_the_local_backend_writes(tmp_path, spec, cluster
     assert evaluations == sorted(p.name for p in (tmp_path / "local" / "evaluations").iterdir())
     assert on_ray.evaluated == local.evaluated == len(evaluations) < len(points)
     assert on_ray.run(points) == records and on_ray.evaluated == 0  # finished: nothing reruns
+
+
+def test_a_text_model_travels_with_its_architecture_and_tokenizer(tmp_path, llama_folder, text_file, cluster):
+    """No --arch and no tokenizer given: the worker's copy of the model needs the config.json and
+    tokenizer.json of its Hugging Face folder, and gets the records the local backend writes."""
+    text = ModelSpec("llama", str(llama_folder / "model.safetensors"), None, str(text_file), limit=2)
+    assert text.companions == ("config.json", "tokenizer.json")
+    points = plan_points([text], [], [], baselines=("int8_per_tensor",), recipes=(RECIPES["smallest"],), step_qps=[-20])
+    local = Sweep(tmp_path / "local", jobs=1, threads=1, progress=False)
+    on_ray = Sweep(tmp_path / "ray", jobs=2, threads=1, progress=False, backend=RayBackend())
+    expected, records = local.run(points), on_ray.run(points)
+    assert all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
+    assert [comparable(r) for r in records] == [comparable(r) for r in expected]
+    assert records[1]["task"] == "language_model" and records[1]["recipe"]["quantizer"]["allocation"] == "sensitivity"
 
 
 def test_an_interrupted_ray_sweep_resumes_losing_and_repeating_nothing(tmp_path, spec, cluster):

@@ -224,6 +224,18 @@ def load_model(path: str | os.PathLike) -> ModelSource:
     return from_checkpoint(_torch_load(path), str(path))
 
 
+def model_files(path: str | os.PathLike) -> list[Path]:
+    """The files a model path reads, in order: a sharded model's index and then its shards, else the file
+    (for a folder, the files load_model reads in it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = next((path / name for name in (INDEX_FILE, SINGLE_FILE, PICKLED_FILE) if (path / name).is_file()), path)
+    if not path.name.endswith(".index.json"):
+        return [path]
+    source = _load_index(path)
+    return [path, *(path.parent / name for name in dict.fromkeys(source.shards.values()))]
+
+
 def _load_folder(folder: Path) -> ModelSource:
     if (folder / INDEX_FILE).is_file():
         return _load_index(folder / INDEX_FILE)

@@ -1,8 +1,8 @@
 """One model under test: compress it at given settings, rebuild it, and score it against the original.
 
-Shared by `vcwc demo` and `vcwc sweep`. The original model's predictions are computed once;
-reconstructions are scored against them (accuracy, agreement of top-1 predictions, KL divergence),
-and identical reconstructions are scored once.
+Shared by `vcwc demo` and `vcwc sweep`. The original model's outputs are computed once; reconstructions
+are scored against them (vcwc.bench.scoring: an image classifier's accuracy, agreement and KL, a text
+model's perplexity or embedding cosine), and identical reconstructions are scored once.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import zstandard
 
 from ..api import compress, decompress
 from ..errors import InputError, VcwcWarning
-from ..eval.classification import EvalResult, evaluate
 from ..eval.datasets import Dataset
+from ..eval.text import text_architecture
 from ..files import atomic_write
 from ..io import ModelSource
 from ..metrics import snr_db
@@ -30,6 +30,7 @@ from ..models.registry import DEFAULT_PREPROCESS
 from ..quant.quantize import QuantConfig, dequantize, quantize
 from ..recipe import Recipe, Selection, step_from_qp
 from .names import BASELINES, CORRECTIONS
+from .scoring import ImageScoring, TextData, TextScoring
 
 
 def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
@@ -66,30 +67,41 @@ def recipe_fields(recipe: Recipe) -> dict:
         "granularity": "step" if step_qp is not None else recipe.quantizer.granularity,
         "step": step_from_qp(step_qp) if step_qp is not None else None,
         "correction": correction_of(recipe),
+        "recipe_name": recipe.name,  # a named recipe or recipe file run as it is; None in the granularity grid
     }
 
 
 @dataclass
 class ModelUnderTest:
-    """A loaded model, its architecture and evaluation data, with the original's scores computed once."""
+    """A loaded model, its architecture and evaluation data, with the original's scores computed once.
+
+    `dataset` is labelled images for an image classifier, or a text (TextData) for a text model, whose
+    architecture may then come from the Hugging Face folder it sits in (`arch` None)."""
 
     name: str
     loaded: ModelSource
-    arch: str
-    dataset: Dataset
+    arch: str | None
+    dataset: Dataset | TextData
     progress: bool = False
     selection: Selection = field(default_factory=Selection)
     evaluation_store: Path | None = None  # folder of scores kept across processes and reruns
     input_shape: tuple[int, ...] | None = None  # for an architecture that does not record its own
-    _scores: dict[str, EvalResult] = field(default_factory=dict, repr=False)
+    _scores: dict[str, object] = field(default_factory=dict, repr=False)  # by weights digest
 
     def __post_init__(self):
-        architecture = resolve(self.arch, self.input_shape)
-        self.preprocess = architecture.preprocess or DEFAULT_PREPROCESS
         self.state_dict = self.loaded.state_dict()
-        self.module = build_model(architecture, self.state_dict)
-        self.original = self.score(self.state_dict, reference=False)
-        self.original.agreement, self.original.mean_kl = 100.0, 0.0  # the reference agrees with itself
+        if isinstance(self.dataset, TextData):
+            shapes = {name: tuple(tensor.shape) for name, tensor in self.state_dict.items()}
+            architecture = text_architecture(self.arch, shapes, [self.loaded.source])
+            self.module = build_model(architecture, self.state_dict).float()
+            self.scoring = TextScoring(self.module, self.dataset, self.progress)
+        else:
+            architecture = resolve(self.arch, self.input_shape)
+            self.module = build_model(architecture, self.state_dict)
+            preprocess = architecture.preprocess or DEFAULT_PREPROCESS
+            self.scoring = ImageScoring(self.module, self.dataset, preprocess, self.progress)
+        self.original = self.scoring.original
+        self._scores[weights_digest(self.state_dict)] = self.original
 
     def is_coded(self, name: str, tensor: torch.Tensor) -> bool:
         return self.selection.is_coded(name, tensor.is_floating_point(), tuple(tensor.shape))
@@ -98,28 +110,21 @@ class ModelUnderTest:
     def coded_weights(self) -> int:
         return sum(t.numel() for n, t in self.state_dict.items() if self.is_coded(n, t))
 
-    def score(self, state_dict: dict[str, torch.Tensor], reference: bool = True) -> EvalResult:
-        return self.scored(state_dict, reference)[0]
+    def score(self, state_dict: dict[str, torch.Tensor]):
+        return self.scored(state_dict)[0]
 
-    def scored(self, state_dict: dict[str, torch.Tensor], reference: bool = True) -> tuple[EvalResult, bool]:
+    def scored(self, state_dict: dict[str, torch.Tensor]) -> tuple[object, bool]:
         """The evaluation of these weights, and whether it was already known (in memory or in the store)."""
         key = weights_digest(state_dict)
         if key in self._scores:
             return self._scores[key], True
-        stored = self._stored_score(key) if reference else None
+        stored = self._stored_score(key)
         known = stored is not None
         if stored is None:
             load_weights_into(self.module, state_dict)
-            stored = evaluate(
-                self.module,
-                self.dataset,
-                self.preprocess,
-                progress=self.progress,
-                reference_logits=self.original.logits if reference else None,
-            )
+            stored = self.scoring.score(self.module)
             load_weights_into(self.module, self.state_dict)
-            if reference:
-                self._store_score(key, stored)
+            self._store_score(key, stored)
         self._scores[key] = stored
         return stored, known
 
@@ -127,30 +132,22 @@ class ModelUnderTest:
         if self.evaluation_store is None:
             return None
         # The same weights scored on other data or with another architecture's preprocessing differ.
-        context = f"{weights_key}|{self.arch}|{self.dataset.source}|{len(self.dataset)}|{self.original.top1!r}"
+        context = f"{weights_key}|{self.arch}|{self.scoring.context}"
         return Path(self.evaluation_store) / f"{hashlib.sha256(context.encode()).hexdigest()[:24]}.json"
 
-    def _stored_score(self, weights_key: str) -> EvalResult | None:
+    def _stored_score(self, weights_key: str):
         path = self._store_path(weights_key)
         if path is None or not path.is_file():
             return None
-        return EvalResult(**json.loads(path.read_text()))
+        return self.scoring.result(json.loads(path.read_text()))
 
-    def _store_score(self, weights_key: str, result: EvalResult) -> None:
+    def _store_score(self, weights_key: str, result) -> None:
         path = self._store_path(weights_key)
         if path is not None:
             atomic_write(path, json.dumps(result.to_dict()).encode(), force=True)
 
-    def accuracy_fields(self, result: EvalResult) -> dict:
-        return {
-            "top1": result.top1,
-            "top5": result.top5,
-            "top1_change": result.top1 - self.original.top1,
-            "agreement": result.agreement,
-            "mean_kl": result.mean_kl,
-            "eval_images": result.n_images,
-            "cached_evaluation": False,
-        }
+    def accuracy_fields(self, result) -> dict:
+        return {**self.scoring.fields(result), "cached_evaluation": False}
 
     def run_codec(self, recipe: Recipe, *, ffmpeg_path: str | None = None, jobs: int | None = None) -> dict:
         """Compress, decompress and score one recipe; a JSON-able record."""

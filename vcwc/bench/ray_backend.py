@@ -33,6 +33,7 @@ from .sweep_task import PointTask, TaskFailure, measure
 
 INSTALL_HINT = 'pip install -e ".[ray]" (or pip install "ray>=2.40")'
 FILES_FOLDER = "vcwc-sweep-files"
+BUNDLE_FOLDER = "bundle"  # where a bundle (a model file and its companions) is unpacked, in its digest's folder
 # Custom resources of hardware encoders: the end of the ffmpeg encoder's name (h264_nvenc -> nvenc).
 DEVICE_RESOURCES = ("nvenc", "qsv", "vaapi", "v4l2m2m", "amf", "mediacodec")
 DEFAULT_RETRIES = 2
@@ -118,7 +119,11 @@ class RayBackend:
                     if missing:
                         yield task, _unschedulable(missing)
                         continue
-                    files = {path: _ship(ray, path, shipped) for path in (task.point.model.path, task.point.model.data)}
+                    spec = task.point.model
+                    files = {
+                        path: _ship(ray, path, shipped, spec.companions if path == spec.path else ())
+                        for path in spec.files
+                    }
                     ref = self._remote.options(**task_options(task, self.retries)).remote(task, files, cache)
                     running[ref] = task
                 if not running:
@@ -157,40 +162,47 @@ def _unschedulable(missing: list[str]) -> TaskFailure:
     )
 
 
-def _ship(ray, path: str, shipped: dict) -> tuple:
+def _ship(ray, path: str, shipped: dict, companions: tuple[str, ...] = ()) -> tuple:
     if path not in shipped:
-        kind, payload = pack(path)
+        kind, payload = pack(path, companions)
         shipped[path] = (kind, hashlib.sha256(payload).hexdigest(), ray.put(payload))
     return shipped[path]
 
 
-def pack(path: str) -> tuple[str, bytes]:
-    """("file", its bytes), or ("folder", an uncompressed tar of it with fixed times and owners)."""
+def pack(path: str, companions: tuple[str, ...] = ()) -> tuple[str, bytes]:
+    """("file", its bytes); ("bundle", a tar of the file and the `companions` beside it, which must travel
+    with it: a Hugging Face model's config.json and tokenizer.json); or ("folder", a tar of it). Tars are
+    uncompressed, with fixed times and owners."""
     source = Path(path)
     try:
-        if not source.is_dir():
+        if not source.is_dir() and not companions:
             return "file", source.read_bytes()
         buffer = io.BytesIO()
+        items = [source, *(source.parent / name for name in companions)] if companions else sorted(source.rglob("*"))
+        base = source.parent if companions else source
         with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-            for item in sorted(source.rglob("*")):
-                info = archive.gettarinfo(str(item), arcname=str(item.relative_to(source)))
+            for item in items:
+                info = archive.gettarinfo(str(item), arcname=str(item.relative_to(base)))
                 info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
                 if item.is_file():
                     with open(item, "rb") as handle:
                         archive.addfile(info, handle)
                 elif item.is_dir():
                     archive.addfile(info)
-        return "folder", buffer.getvalue()
+        return "bundle" if companions else "folder", buffer.getvalue()
     except OSError as exc:
         raise InputError(f"{path}: cannot be read to send to the Ray workers ({exc.strerror or exc})") from None
 
 
 def materialize(path: str, kind: str, digest: str, payload, root: Path | None = None) -> str:
-    """The local copy of a shipped file or folder, written once per node; `payload` gives its bytes."""
+    """The local copy of a shipped file, bundle or folder, written once per node; `payload` gives its bytes.
+    A bundle's file is returned in the folder its companions were unpacked into."""
     folder = (root or Path(tempfile.gettempdir()) / FILES_FOLDER) / digest[:32]
-    target = folder / (Path(path).name or "data")
+    name = Path(path).name or "data"
+    target = folder / (BUNDLE_FOLDER if kind == "bundle" else name)
+    local = target / name if kind == "bundle" else target
     if target.exists():
-        return str(target)
+        return str(local)
     folder.mkdir(parents=True, exist_ok=True)
     data = payload() if callable(payload) else payload
     if kind == "file":
@@ -208,7 +220,7 @@ def materialize(path: str, kind: str, digest: str, payload, root: Path | None = 
             raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return str(target)
+    return str(local)
 
 
 class _ActorCache:

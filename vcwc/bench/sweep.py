@@ -21,32 +21,56 @@ from tqdm import tqdm
 
 from ..codecs import get_codec
 from ..errors import InputError
+from ..eval.datasets import is_image_data
 from ..files import atomic_write
+from ..io import model_files
 from ..recipe import CodecSettings, QuantizerSettings, Recipe
 from .backends import Backend, LocalBackend
 from .experiment import recipe_fields
 from .names import BASELINES, CORRECTIONS, KNEE_ABOVE, KNEE_BELOW, NNCODEC, STEP_QP_LADDER
+from .scoring import agreement_of
 from .sweep_task import PointTask, TaskFailure, unfinished_record
 
 POINTS_FOLDER = "points"
+HF_COMPANIONS = ("config.json", "tokenizer.json")
 EVALS_FOLDER = "evaluations"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model file, its architecture, and the data it is scored on."""
+    """A model file, its architecture, and the data it is scored on: labelled images, or a text (a text
+    model, whose architecture and tokenizer may come from the Hugging Face folder the file sits in)."""
 
     name: str
     path: str
-    arch: str
+    arch: str | None  # None: a text model's Hugging Face folder tells it
     data: str
-    limit: int | None = None
+    limit: int | None = None  # images, or a text's windows (language model) or lines (encoder)
     input_shape: tuple[int, ...] | None = None  # the noise's shape, for a MODULE:CALLABLE architecture
+    tokenizer: str | None = None  # a text model's tokenizer.json; None: the one beside the model
+
+    @property
+    def is_image_data(self) -> bool:
+        return is_image_data(self.data)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files a point of this model reads: the model, its data and its tokenizer."""
+        return tuple(path for path in (self.path, self.data, self.tokenizer) if path)
+
+    @property
+    def companions(self) -> tuple[str, ...]:
+        """The files beside the model file that go wherever it goes: a sharded model's shards, and a text
+        model's Hugging Face files (its architecture and tokenizer)."""
+        folder = Path(self.path).parent
+        shards = [] if Path(self.path).is_dir() else [file.name for file in model_files(self.path)[1:]]
+        text = [] if self.is_image_data else [name for name in HF_COMPANIONS if (folder / name).is_file()]
+        return tuple(dict.fromkeys(shards + text))
 
     @classmethod
     def parse(cls, text: str) -> list[ModelSpec]:
         """`PATH:ARCH:DATA[:LIMIT]`, or a .toml file with [[model]] tables (name, path, arch, data, limit,
-        input_shape)."""
+        input_shape, tokenizer)."""
         if text.endswith(".toml"):
             return cls.from_toml(Path(text))
         parts = text.split(":")
@@ -67,13 +91,17 @@ class ModelSpec:
         base = path.parent
         specs = []
         for index, entry in enumerate(config.get("model", [])):
-            missing = [key for key in ("path", "arch", "data") if key not in entry]
+            missing = [key for key in ("path", "data") if key not in entry]
             if missing:
                 raise InputError(f"{path}: [[model]] number {index + 1} lacks {', '.join(missing)}")
-            model_path, data = (
-                str((base / entry[key]).resolve()) if not Path(entry[key]).is_absolute() else entry[key]
-                for key in ("path", "data")
+            model_path, data, tokenizer = (
+                (str((base / entry[key]).resolve()) if not Path(entry[key]).is_absolute() else entry[key])
+                if key in entry
+                else None
+                for key in ("path", "data", "tokenizer")
             )
+            if "arch" not in entry and is_image_data(data):
+                raise InputError(f"{path}: [[model]] number {index + 1} lacks arch (images need the architecture)")
             shape = entry.get("input_shape")
             if shape is not None and not (
                 isinstance(shape, list) and shape and all(isinstance(n, int) and n > 0 for n in shape)
@@ -81,7 +109,15 @@ class ModelSpec:
                 raise InputError(f"{path}: [[model]] number {index + 1}: input_shape must be a list of positive ints")
             name = entry.get("name", Path(model_path).stem)
             specs.append(
-                cls(name, model_path, entry["arch"], data, entry.get("limit"), tuple(shape) if shape else None)
+                cls(
+                    name,
+                    model_path,
+                    entry.get("arch"),
+                    data,
+                    entry.get("limit"),
+                    tuple(shape) if shape else None,
+                    tokenizer,
+                )
             )
         if not specs:
             raise InputError(f"{path}: no [[model]] entries")
@@ -137,19 +173,31 @@ class Point:
         return Point(self.model, self.method, self.recipe, self.nncodec_qp, eval_limit)
 
     def settings(self, model_digest: str) -> dict:
-        model = {key: value for key, value in asdict(self.model).items() if value is not None or key != "input_shape"}
+        # Fields added since the first sweeps are left out where unset, so earlier points keep their keys.
+        model = {
+            key: value
+            for key, value in asdict(self.model).items()
+            if value is not None or key not in ("input_shape", "tokenizer")
+        }
         settings = {"model": {**model, "sha256": model_digest}, "eval_limit": self.eval_limit}
         if self.recipe is not None:
             return {**settings, "recipe": self.recipe.to_dict()}
         return {**settings, "method": self.method, "qp": self.nncodec_qp}
 
+    @property
+    def recipe_name(self) -> str | None:
+        """The named recipe (or recipe file's name) a point runs, None for the granularity grid's recipes."""
+        return self.recipe.name if self.recipe is not None else None
+
     def label(self) -> str:
         qp = "" if self.is_baseline else (" lossless" if self.qp is None else f" qp={self.qp}")
+        subset = f" (screen {self.eval_limit})" if self.eval_limit else ""
+        if self.recipe_name:
+            return f"{self.model.name} {self.method} recipe {self.recipe_name}{qp}{subset}"
         if self.granularity == "step":
             qp = f" qp={self.qp} (codec lossless)"
         if self.correction != "none":
             qp += f" + {self.correction} correction"
-        subset = f" (screen {self.eval_limit})" if self.eval_limit else ""
         return f"{self.model.name} {self.method} {self.granularity}{qp}{subset}"
 
 
@@ -158,11 +206,13 @@ def point_key(settings: dict) -> str:
 
 
 def file_digest(path: str) -> str:
+    """The sha256 of a model's bytes: its file's, or a sharded model's index and shards' in order."""
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        for file in model_files(path):
+            with open(file, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
     except OSError as exc:
         raise InputError(f"model file {path!r} cannot be read ({exc.strerror})") from None
     return digest.hexdigest()
@@ -178,12 +228,16 @@ def plan_points(
     nncodec_qps: list[int] | None = None,
     step_qps: list[int] | None = None,
     corrections: tuple[str, ...] = ("none",),
+    recipes: tuple[Recipe, ...] = (),
+    recipe_codecs: list[str] | None = None,
 ) -> list[Point]:
     """Every point of the grid. `qps` maps a codec to its QPs (None = lossless); default: its ladder.
 
     The "step" granularity takes `step_qps` (default STEP_QP_LADDER) instead, for every codec with a
     lossless mode. Every codec point is planned once per entry of `corrections` (CORRECTIONS).
-    NNCodec points (its own QP scale) are planned only when `nncodec_qps` is given.
+    NNCodec points (its own QP scale) are planned only when `nncodec_qps` is given. Each of `recipes`
+    (named or from files) runs as it is, with each of `recipe_codecs` (default: its own codec) and, where
+    it has a fixed step, at each of `step_qps`.
     """
     unknown = [name for name in corrections if name not in CORRECTIONS]
     if unknown:
@@ -204,7 +258,28 @@ def plan_points(
                     for correction in corrections
                     for qp in values
                 ]
+        points += [
+            Point(model, recipe.codec.name, recipe, eval_limit=eval_limit)
+            for recipe in recipe_points(recipes, recipe_codecs, step_qps)
+        ]
     return points
+
+
+def recipe_points(recipes: tuple[Recipe, ...], codecs: list[str] | None, step_qps: list[int] | None) -> list[Recipe]:
+    """Each recipe with each codec (its own by default; a named recipe's preset stays with its own codec,
+    as `vcwc compress --codec` does), at each step QP where it has a fixed step."""
+    planned = []
+    for recipe in recipes:
+        for codec in codecs or [recipe.codec.name]:
+            get_codec(codec)
+            swapped = recipe
+            if codec != recipe.codec.name:
+                swapped = recipe.with_changes(**{"codec.name": codec, "codec.preset": None})
+            if recipe.quantizer.step_qp is None:
+                planned.append(swapped)
+            else:
+                planned += [swapped.with_changes(**{"quantizer.step_qp": qp}) for qp in step_qps or STEP_QP_LADDER]
+    return planned
 
 
 @dataclass
@@ -328,26 +403,34 @@ def knee_points(
 ) -> list[Point]:
     """From screening records, the full-data points around each series' knee.
 
-    A series is one model, codec, granularity and correction. Its knee is the first QP (in increasing order)
-    whose agreement with the original on the screening subset falls below `threshold`; we keep
-    `below` QPs before it and `above` from it on, plus lossless.
+    A series is one model, codec, granularity, correction and recipe. Its knee is the first QP (in
+    increasing order) whose agreement with the original on the screening subset (scoring.agreement_of)
+    falls below `threshold`; we keep `below` QPs before it and `above` from it on, plus lossless.
     """
     agreement = {
-        (r["model"], r["method"], r["granularity"], r["qp"], r.get("correction")): r.get("agreement")
+        (r["model"], r["method"], r["granularity"], r["qp"], r.get("correction"), r.get("recipe_name")): agreement_of(r)
         for r in screened
         if r.get("status") == "ok"
     }
     series: dict[tuple, list[Point]] = {}
     for point in points:
         if not point.is_baseline:
-            series.setdefault((point.model, point.method, point.granularity, point.correction), []).append(point)
+            key = (point.model, point.method, point.granularity, point.correction, point.recipe_name)
+            series.setdefault(key, []).append(point)
     chosen = []
     for members in series.values():
         lossless = [p for p in members if p.qp is None]
         lossy = sorted((p for p in members if p.qp is not None), key=lambda p: p.qp)
         scores = [
             agreement.get(
-                (p.model.name, p.method, p.granularity, p.qp, None if p.correction == "none" else p.correction)
+                (
+                    p.model.name,
+                    p.method,
+                    p.granularity,
+                    p.qp,
+                    None if p.correction == "none" else p.correction,
+                    p.recipe_name,
+                )
             )
             for p in lossy
         ]

@@ -106,7 +106,7 @@ def measure(task: PointTask, evaluations, files: dict[str, str] | None = None) -
             result = subject.run_nncodec(point.nncodec_qp, python=task.nncodec_python)
         else:
             result = subject.run_codec(point.recipe, ffmpeg_path=task.ffmpeg_path, jobs=task.threads)
-        record.update(status="ok", original_top1=subject.original.top1, original_top5=subject.original.top5, **result)
+        record.update(status="ok", **subject.scoring.original_fields(), **result)
     except _Skip as reason:
         record.update(status="skipped", reason=str(reason), retry=reason.retry)
     except (VcwcError, RuntimeError, ValueError, OSError) as exc:
@@ -171,10 +171,8 @@ class _SweptModel(ModelUnderTest):
         return self._store_path(weights_key).name
 
     def _stored_score(self, weights_key: str):
-        from ..eval.classification import EvalResult
-
         found = self.evaluations.claim(self._cache_key(weights_key), self.owner)
-        return None if found is None else EvalResult(**found)
+        return None if found is None else self.scoring.result(found)
 
     def _store_score(self, weights_key: str, result) -> None:
         key, score = self._cache_key(weights_key), result.to_dict()
@@ -186,17 +184,29 @@ _SUBJECTS: dict = {}  # per process: (model spec, eval limit) -> _SweptModel
 
 
 def _subject(spec, limit: int | None, files: dict[str, str]) -> _SweptModel:
-    from ..eval.datasets import load_dataset
     from ..io import load_model
 
     key = (spec, limit)
     if key not in _SUBJECTS:
         _SUBJECTS.clear()  # keep one model in memory per process
-        dataset = load_dataset(files.get(spec.data, spec.data), limit=limit or spec.limit)
-        # Named by the driver's path wherever the copy lies: the evaluation keys hash the data's name.
-        dataset = replace(dataset, source=str(Path(spec.data)))
+        dataset = _evaluation_data(spec, limit or spec.limit, files)
         loaded = load_model(files.get(spec.path, spec.path))
         _SUBJECTS[key] = _SweptModel(
             spec.name, loaded, spec.arch, dataset, evaluation_store=Path("evaluations"), input_shape=spec.input_shape
         )
     return _SUBJECTS[key]
+
+
+def _evaluation_data(spec, limit: int | None, files: dict[str, str]):
+    """Labelled images (.npz or class folders), or a text with its tokenizer (any other file), named by the
+    driver's path wherever the copy lies: the evaluation keys hash the data's name."""
+    from ..eval.datasets import load_dataset
+    from ..eval.text import load_tokenizer, read_text, tokenizer_beside
+    from .scoring import TextData
+
+    local = files.get(spec.data, spec.data)
+    if spec.is_image_data:
+        return replace(load_dataset(local, limit=limit), source=str(Path(spec.data)))
+    model = files.get(spec.path, spec.path)
+    tokenizer = files.get(spec.tokenizer, spec.tokenizer) if spec.tokenizer else tokenizer_beside([model])
+    return TextData(read_text(local), load_tokenizer(tokenizer), str(Path(spec.data)), limit)

@@ -64,12 +64,9 @@ def load_weights(path: str, ffmpeg_path: str | None = None):
     return load_model(path).state_dict()
 
 
-def is_image_data(path: str) -> bool:
-    return Path(path).is_dir() or Path(path).suffix == ".npz"
-
-
 def run(args) -> int:
     from ..errors import InputError
+    from ..eval.datasets import is_image_data
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be at least 1, got {args.limit}")

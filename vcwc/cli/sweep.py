@@ -17,6 +17,7 @@ from ..bench.names import (
 )
 from ..codecs.base import get_codec
 from ..errors import InputError
+from ..recipe import RECIPES
 from . import common
 
 
@@ -33,17 +34,29 @@ def add_parser(commands) -> None:
         required=True,
         metavar="SPEC",
         help="PATH:ARCH:DATA[:LIMIT] with a registered ARCH, or a .toml file of [[model]] tables (name, "
-        "path, arch, data, limit, input_shape; arch may be MODULE:CALLABLE there, with input_shape such as "
-        "[3, 224, 224] where the registry has none)",
+        "path, arch, data, limit, input_shape, tokenizer; arch may be MODULE:CALLABLE there, with input_shape "
+        "such as [3, 224, 224] where the registry has none). DATA: labelled images (.npz or class folders), "
+        "or a text for a language model or text encoder, whose arch and tokenizer may come from its Hugging "
+        "Face folder (docs/sweeps.md)",
     )
-    p.add_argument("--codecs", default=",".join(SOFTWARE_CODECS), help="comma-separated codecs or profiles")
+    p.add_argument(
+        "--codecs",
+        help=f"comma-separated codecs or profiles (default {','.join(SOFTWARE_CODECS)}; with --recipes, each "
+        "recipe's own codec)",
+    )
+    p.add_argument(
+        "--recipes",
+        metavar="LIST",
+        help=f"comma-separated named recipes ({', '.join(RECIPES)}) or .json/.toml recipe files, each run as "
+        "`vcwc compress --recipe` runs it, with --codecs if given, at each of --step-qps where it has a fixed "
+        "step; replaces the --granularity grid unless that is given too",
+    )
     p.add_argument("--qps", help="comma-separated QPs, 'lossless' for lossless (default: each codec's own ladder)")
     p.add_argument(
         "--granularity",
-        default="per_tensor,per_channel",
         help="comma-separated: per_tensor, per_channel (int8 scales, then the codec at --qps), step "
-        "(one fixed step 2^(QP/4) for every tensor at --step-qps, codec lossless); default "
-        "per_tensor,per_channel",
+        "(one fixed step 2^(QP/4) for every tensor at --step-qps, codec lossless), or none; default "
+        "per_tensor,per_channel (none with --recipes)",
     )
     p.add_argument(
         "--corrections",
@@ -142,10 +155,13 @@ def _plan(args) -> tuple[list, list | None]:
     from ..bench.sweep import ModelSpec, plan_points
 
     models = [spec for text in args.models for spec in ModelSpec.parse(text)]
-    codec_list = common.split(args.codecs)
+    recipes = tuple(_recipe(text) for text in common.split(args.recipes)) if args.recipes else ()
+    chosen_codecs = common.split(args.codecs) if args.codecs else None
+    codec_list = chosen_codecs or list(SOFTWARE_CODECS)
     for name in codec_list:
         get_codec(name)
-    granularities = common.split(args.granularity)
+    granularity = args.granularity or ("none" if recipes else "per_tensor,per_channel")
+    granularities = [] if granularity == "none" else common.split(granularity)
     for granularity in granularities:
         if granularity not in GRANULARITIES:
             raise InputError(f"--granularity: {granularity!r} is not one of {', '.join(GRANULARITIES)}")
@@ -166,12 +182,26 @@ def _plan(args) -> tuple[list, list | None]:
     elif args.nncodec:
         nncodec_qps = list(NNCODEC_QP_LADDER)
     step_qps = [common.whole_number("--step-qps", v) for v in common.split(args.step_qps)] if args.step_qps else None
-    grid = dict(nncodec_qps=nncodec_qps, step_qps=step_qps, corrections=tuple(common.split(args.corrections)))
+    grid = dict(
+        nncodec_qps=nncodec_qps,
+        step_qps=step_qps,
+        corrections=tuple(common.split(args.corrections)),
+        recipes=recipes,
+        recipe_codecs=chosen_codecs,
+    )
     full_grid = plan_points(models, codec_list, granularities, qps, baselines=baselines, **grid)
     screening = None
     if args.screen:
         screening = plan_points(models, codec_list, granularities, qps, baselines=(), eval_limit=args.screen, **grid)
     return full_grid, screening
+
+
+def _recipe(text: str):
+    """A named recipe, or a recipe file's, named by the file where it has no name (records tell them apart)."""
+    from ..recipe import get_recipe
+
+    recipe = get_recipe(text)
+    return recipe if recipe.name else recipe.with_changes(name=Path(text).stem)
 
 
 def _run_plan(args, sweep, full_grid, screening) -> int:
@@ -210,7 +240,8 @@ def _most_full_points(full_grid) -> int:
     series: dict[tuple, list] = {}
     for point in full_grid:
         if not point.is_baseline:
-            series.setdefault((point.model, point.method, point.granularity, point.correction), []).append(point)
+            key = (point.model, point.method, point.granularity, point.correction, point.recipe_name)
+            series.setdefault(key, []).append(point)
     window = KNEE_BELOW + KNEE_ABOVE
     return sum(1 for p in full_grid if p.is_baseline) + sum(
         sum(1 for p in members if p.qp is None) + min(window, sum(1 for p in members if p.qp is not None))

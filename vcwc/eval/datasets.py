@@ -33,6 +33,11 @@ class Dataset:
         return len(self.labels)
 
 
+def is_image_data(path: str | os.PathLike) -> bool:
+    """Labelled images: a class-folder tree or a .npz (anything else an evaluation takes is a text)."""
+    return Path(path).is_dir() or Path(path).suffix == ".npz"
+
+
 def load_dataset(path: str | os.PathLike, limit: int | None = None, seed: int = 0) -> Dataset:
     """Load labelled uint8 images from a ``.npz`` (``x``, ``y``, optional ``classes``) or a class-folder tree.
 

@@ -206,6 +206,61 @@ def _hidden_states(output) -> torch.Tensor:
     return hidden
 
 
+class TextReference:
+    """The text prepared for one model, with the original model's outputs on it computed once: each
+    reconstruction is then scored against them (`score`), as a sweep scores many.
+
+    A language model's text is windows of token ids; an encoder's, its first lines, tokenized and padded.
+    """
+
+    def __init__(
+        self, original: nn.Module, text: str, tokenizer, source: str, limit: int | None = None, progress: bool = False
+    ):
+        self.source = source
+        if is_language_model(original):
+            self.task = "language_model"
+            self.inputs = token_windows(tokenizer, text, source, limit or WINDOWS, _window_length(original))
+            self.samples, self.tokens = len(self.inputs), self.inputs.numel()
+        else:
+            self.task = "text_encoder"
+            pad_id = _config_value(original, "pad_token_id", 0)
+            self.inputs = encode_lines(tokenizer, text_lines(text, limit or LINES), pad_id)
+            self.samples, self.tokens = len(self.inputs["input_ids"]), int(self.inputs["attention_mask"].sum())
+        self.outputs = self._outputs(original, progress)
+
+    def _outputs(self, model: nn.Module, progress: bool):
+        if self.task == "language_model":
+            return next_token_scores(model, self.inputs, progress=progress)
+        return sentence_embeddings(model, self.inputs, progress=progress)
+
+    def original_perplexity(self) -> TextResult:
+        """The original language model's own perplexity on the windows."""
+        losses, _ = self.outputs
+        return TextResult(self.task, self.samples, self.tokens, perplexity=math.exp(losses.mean().item()))
+
+    def score(self, model: nn.Module, progress: bool = False) -> TextResult:
+        """`model` (the reconstruction) against the original's outputs."""
+        if self.task == "language_model":
+            (losses, predictions), (reference_losses, reference_predictions) = (
+                self._outputs(model, progress),
+                self.outputs,
+            )
+            perplexity, reference = math.exp(losses.mean().item()), math.exp(reference_losses.mean().item())
+            return TextResult(
+                self.task,
+                self.samples,
+                self.tokens,
+                perplexity=perplexity,
+                reference_perplexity=reference,
+                perplexity_change=100.0 * (perplexity / reference - 1),
+                next_token_agreement=100.0 * (predictions == reference_predictions).double().mean().item(),
+            )
+        cosine = (self._outputs(model, progress) * self.outputs).sum(1)
+        return TextResult(
+            self.task, self.samples, self.tokens, mean_cosine=cosine.mean().item(), min_cosine=cosine.min().item()
+        )
+
+
 def evaluate_text(
     model: nn.Module,
     text: str,
@@ -218,32 +273,13 @@ def evaluate_text(
 ) -> TextResult:
     """Perplexity (and agreement with the reference) of a language model, or the cosine of a text encoder's
     sentence embeddings to the reference's, on `text`; `limit` windows or lines instead of the defaults."""
-    if is_language_model(model):
-        windows = token_windows(tokenizer, text, source, limit or WINDOWS, _window_length(model))
-        losses, predictions = next_token_scores(model, windows, progress=progress)
-        result = TextResult("language_model", len(windows), windows.numel(), perplexity=math.exp(losses.mean().item()))
-        if reference is not None:
-            reference_losses, reference_predictions = next_token_scores(reference, windows, progress=progress)
-            result.reference_perplexity = math.exp(reference_losses.mean().item())
-            result.perplexity_change = 100.0 * (result.perplexity / result.reference_perplexity - 1)
-            result.next_token_agreement = 100.0 * (predictions == reference_predictions).double().mean().item()
-        return result
     if reference is None:
-        raise TextEvaluationError(
-            "a text encoder is measured against the original model: give --reference (the uncompressed model)"
-        )
-    inputs = encode_lines(tokenizer, text_lines(text, limit or LINES), _config_value(model, "pad_token_id", 0))
-    cosine = (
-        sentence_embeddings(model, inputs, progress=progress)
-        * sentence_embeddings(reference, inputs, progress=progress)
-    ).sum(1)
-    return TextResult(
-        "text_encoder",
-        len(cosine),
-        int(inputs["attention_mask"].sum()),
-        mean_cosine=cosine.mean().item(),
-        min_cosine=cosine.min().item(),
-    )
+        if not is_language_model(model):
+            raise TextEvaluationError(
+                "a text encoder is measured against the original model: give --reference (the uncompressed model)"
+            )
+        return TextReference(model, text, tokenizer, source, limit, progress).original_perplexity()
+    return TextReference(reference, text, tokenizer, source, limit, progress).score(model, progress)
 
 
 def _window_length(model: nn.Module) -> int:
