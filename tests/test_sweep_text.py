@@ -135,6 +135,6 @@ def test_a_sharded_model_is_keyed_by_its_shards_which_travel_with_it(tmp_path, t
     spec = ModelSpec("sharded", str(index), None, str(text_file))
     assert spec.companions == ("part-1.safetensors", "part-2.safetensors", "config.json")
     before = file_digest(str(index))
-    assert file_digest(str(folder)) == before
+    assert file_digest(str(folder)) == before and ModelSpec("whole", str(folder), None, str(text_file)).companions == ()
     save_file({"b.weight": torch.ones(4, 4)}, folder / "part-2.safetensors")  # the index is unchanged
     assert file_digest(str(index)) != before

@@ -61,9 +61,11 @@ class ModelSpec:
     @property
     def companions(self) -> tuple[str, ...]:
         """The files beside the model file that go wherever it goes: a sharded model's shards, and a text
-        model's Hugging Face files (its architecture and tokenizer)."""
+        model's Hugging Face files (its architecture and tokenizer). None for a folder: it travels whole."""
+        if Path(self.path).is_dir():
+            return ()
         folder = Path(self.path).parent
-        shards = [] if Path(self.path).is_dir() else [file.name for file in model_files(self.path)[1:]]
+        shards = [file.name for file in model_files(self.path)[1:]]
         text = [] if self.is_image_data else [name for name in HF_COMPANIONS if (folder / name).is_file()]
         return tuple(dict.fromkeys(shards + text))
 

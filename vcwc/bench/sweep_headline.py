@@ -38,13 +38,7 @@ def headline_markdown(records: list[dict]) -> str:
         zstd = next((r for r in full if r["method"] == "int8_zstd_per_tensor"), None)
         for bar in BARS[IMAGE_CLASSIFICATION]:
             budget = -bar.limit
-            within = best_meeting(full, bar)
-            best = min(
-                (r for key, r in within.items() if key[0] in codec_names()),
-                key=lambda r: r["coded_bytes"],
-                default=None,
-            )
-            nncodec = next((r for key, r in within.items() if key[0] == "nncodec"), None)
+            best, nncodec = smallest_meeting(full, bar)
             zstd_text = f"{zstd['bits_per_weight']:.3f}" if zstd else "-"
             nnc_text = (
                 f"{nncodec['bits_per_weight']:.3f} (QP {nncodec['qp']}, {nncodec['top1_change']:+.2f}, "
@@ -56,12 +50,10 @@ def headline_markdown(records: list[dict]) -> str:
             if best is None:
                 lines.append(f"| {head} | {budget} | none within budget | | | | {zstd_text} | {nnc_text} | | |")
                 continue
-            ratio_zstd = f"{best['bits_per_weight'] / zstd['bits_per_weight']:.2f}" if zstd else "-"
-            ratio_nnc = f"{best['bits_per_weight'] / nncodec['bits_per_weight']:.2f}" if nncodec else "-"
             lines.append(
                 f"| {head} | {budget} | {best['method']} {scales(best)} QP {qp_text(best)} | "
                 f"{best['bits_per_weight']:.3f} | {best['top1_change']:+.2f} ± {best['top1_change_se']:.2f} | "
-                f"{best['agreement']:.2f} | {zstd_text} | {nnc_text} | {ratio_zstd} | {ratio_nnc} |"
+                f"{best['agreement']:.2f} | {zstd_text} | {nnc_text} | {ratio(best, zstd)} | {ratio(best, nncodec)} |"
             )
         knee = best_meeting(full, BARS[IMAGE_CLASSIFICATION][-1]).get(("nncodec", "per_tensor", None, None))
         window = [r for r in full if r["method"] == "nncodec" and knee and knee["qp"] - 3 <= r["qp"] <= knee["qp"]]
@@ -89,6 +81,20 @@ def headline_markdown(records: list[dict]) -> str:
     return text
 
 
+def ratio(record: dict, other: dict | None) -> str:
+    """record's bits per weight over other's, or "-" where there is no other."""
+    return f"{record['bits_per_weight'] / other['bits_per_weight']:.2f}" if other else "-"
+
+
+def smallest_meeting(full: list[dict], bar) -> tuple[dict | None, dict | None]:
+    """The smallest video-coded file of a model's records that meets the bar, and NNCodec's."""
+    within = best_meeting(full, bar)
+    best = min(
+        (r for key, r in within.items() if key[0] in codec_names()), key=lambda r: r["coded_bytes"], default=None
+    )
+    return best, next((r for key, r in within.items() if key[0] == "nncodec"), None)
+
+
 def _text_headline(model: str, full: list[dict]) -> list[str]:
     """A text model's rows of the headline: per bar, the smallest video file meeting it, NNCodec's, int8 + zstd."""
     baseline = {r["method"]: r for r in full if r["method"].startswith("int8_zstd")}
@@ -96,21 +102,15 @@ def _text_headline(model: str, full: list[dict]) -> list[str]:
     zstd_text = " / ".join(f"{r['bits_per_weight']:.3f}" if r else "-" for r in (tensor, channel))
     rows = []
     for bar in BARS[model_task(full)]:
-        within = best_meeting(full, bar)
-        best = min(
-            (r for key, r in within.items() if key[0] in codec_names()), key=lambda r: r["coded_bytes"], default=None
-        )
-        nncodec = next((r for key, r in within.items() if key[0] == "nncodec"), None)
+        best, nncodec = smallest_meeting(full, bar)
         nnc_text = f"{nncodec['bits_per_weight']:.3f} (QP {nncodec['qp']})" if nncodec else "none or not run"
         if best is None:
             rows.append(f"| {model} | {bar.text} | none meets it | | | {zstd_text} | {nnc_text} | | |")
             continue
-        ratio_zstd = f"{best['bits_per_weight'] / channel['bits_per_weight']:.2f}" if channel else "-"
-        ratio_nnc = f"{best['bits_per_weight'] / nncodec['bits_per_weight']:.2f}" if nncodec else "-"
         rows.append(
             f"| {model} | {bar.text} | {best['method']} {scales(best)} QP {qp_text(best)} | "
             f"{best['bits_per_weight']:.3f} | {quality_summary(best)} | {zstd_text} | {nnc_text} | "
-            f"{ratio_zstd} | {ratio_nnc} |"
+            f"{ratio(best, channel)} | {ratio(best, nncodec)} |"
         )
     return rows
 
@@ -139,11 +139,7 @@ def short_markdown(records: list[dict], budget: float = 1.0) -> str:
         full = [r for r in records if r["model"] == model and r.get("status") == "ok" and not r.get("eval_limit")]
         task = model_task(full)
         bar = BARS[task][-1] if task != IMAGE_CLASSIFICATION else next(b for b in BARS[task] if -b.limit == budget)
-        within = best_meeting(full, bar)
-        best = min(
-            (r for key, r in within.items() if key[0] in codec_names()), key=lambda r: r["coded_bytes"], default=None
-        )
-        nncodec = next((r for key, r in within.items() if key[0] == "nncodec"), None)
+        best, nncodec = smallest_meeting(full, bar)
         zstd_method = "int8_zstd_per_tensor" if task == IMAGE_CLASSIFICATION else "int8_zstd_per_channel"
         zstd = next((r for r in full if r["method"] == zstd_method), None)
         if best is None or nncodec is None or zstd is None:
