@@ -17,6 +17,7 @@ Writes results/rate_accuracy/row_order.json and row_order.md.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 
@@ -68,6 +69,13 @@ def main() -> int:
         }
         rows.append(row)
         print(f"{name}: {row}", file=sys.stderr, flush=True)
+    # A run on some models keeps the other models' rows of the last run.
+    measured = {row["model"] for row in rows}
+    previous = RESULTS / "rate_accuracy" / "row_order.json"
+    kept = (
+        [row for row in json.loads(previous.read_text()) if row["model"] not in measured] if previous.is_file() else []
+    )
+    rows = sorted(kept + rows, key=lambda row: list(SUITE).index(row["model"]) if row["model"] in SUITE else len(SUITE))
     text = markdown(rows)
     write_results(RESULTS / "rate_accuracy", "row_order", rows, text)
     print(text)
