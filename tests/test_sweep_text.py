@@ -138,3 +138,15 @@ def test_a_sharded_model_is_keyed_by_its_shards_which_travel_with_it(tmp_path, t
     assert file_digest(str(folder)) == before and ModelSpec("whole", str(folder), None, str(text_file)).companions == ()
     save_file({"b.weight": torch.ones(4, 4)}, folder / "part-2.safetensors")  # the index is unchanged
     assert file_digest(str(index)) != before
+
+
+def test_a_text_model_given_as_its_folder(tmp_path, llama_folder, text_file):
+    from vcwc.bench.sweep import Sweep, plan_points
+
+    spec = ModelSpec("llama", str(llama_folder), None, str(text_file), limit=2)
+    points = plan_points([spec], [], [], baselines=("int8_per_tensor",), recipes=(RECIPES["lossless"],))
+    records = Sweep(tmp_path / "sweep", progress=False).run(points)
+    assert [r["status"] for r in records] == ["ok", "ok"], [r.get("error") for r in records]
+    assert records[1]["recipe_name"] == "lossless" and records[1]["task"] == "language_model"
+    # The same int8 symbols either way: lossless video rebuilds what raw int8 does.
+    assert records[0]["perplexity"] == records[1]["perplexity"]
