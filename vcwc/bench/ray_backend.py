@@ -119,11 +119,7 @@ class RayBackend:
                     if missing:
                         yield task, _unschedulable(missing)
                         continue
-                    spec = task.point.model
-                    files = {
-                        path: _ship(ray, path, shipped, spec.companions if path == spec.path else ())
-                        for path in spec.files
-                    }
+                    files = {path: _ship(ray, path, shipped, task.point.model) for path in task.point.model.files}
                     ref = self._remote.options(**task_options(task, self.retries)).remote(task, files, cache)
                     running[ref] = task
                 if not running:
@@ -162,9 +158,11 @@ def _unschedulable(missing: list[str]) -> TaskFailure:
     )
 
 
-def _ship(ray, path: str, shipped: dict, companions: tuple[str, ...] = ()) -> tuple:
+def _ship(ray, path: str, shipped: dict, spec) -> tuple:
+    """One of a model spec's files in the object store, put there on first use with the companions the
+    model file takes along (listing them reads a sharded model's index, so once per run)."""
     if path not in shipped:
-        kind, payload = pack(path, companions)
+        kind, payload = pack(path, spec.companions if path == spec.path else ())
         shipped[path] = (kind, hashlib.sha256(payload).hexdigest(), ray.put(payload))
     return shipped[path]
 
