@@ -13,7 +13,7 @@ finished points); then the table (the smallest file meeting each model's bar, an
 asks for) and a plot are written. The suite's models come from scripts/prepare_models.py.
 
     python scripts/generality.py [--models NAME ...] [--no-arch | --folder-arch] [--allocation uniform]
-                                 [--calibration] [--out results/generality]
+                                 [--calibration] [--step-qps Q ...] [--out results/generality]
 
 `--no-arch`, `--folder-arch`, `--allocation` and `--calibration` run variants of the recipe (their own
 points, method `vcwc-weight-only`, `vcwc-folder` (no --arch: the class a Hugging Face folder's config.json
@@ -260,7 +260,10 @@ def main() -> int:
     parser.add_argument(
         "--folder-arch", action="store_true", help="compress without --arch: the model folder's config.json"
     )
-    parser.add_argument("--allocation", choices=["uniform", "sensitivity"], help="this step allocation, not auto")
+    parser.add_argument(
+        "--allocation", choices=["uniform", "sensitivity", "sensitivity_columns"], help="this step allocation, not auto"
+    )
+    parser.add_argument("--step-qps", type=int, nargs="+", help="these step QPs of vcwc's ladder only")
     parser.add_argument("--calibration", action="store_true", help="real inputs for the models that have them")
     parser.add_argument("--out", type=Path, default=RESULTS / "generality")
     args = parser.parse_args()
@@ -276,7 +279,8 @@ def main() -> int:
             continue
         suite = Suite(SUITE[name], args.out)
         model_options = options + (("--calibration", str(SUITE[name].calibration_file())) if args.calibration else ())
-        for qp in (CALIBRATION_STEP_QPS if args.calibration else STEP_QPS)[name]:
+        ladder = (CALIBRATION_STEP_QPS if args.calibration else STEP_QPS)[name]
+        for qp in args.step_qps or ladder:
             suite.point(method, qp, lambda qp=qp, suite=suite, o=model_options: suite.vcwc(qp, arch, o))
         suite.point("int8_zstd", "per_channel", suite.int8_zstd)
         try:

@@ -44,6 +44,27 @@ def test_each_batch_counts_alike_however_large_its_gradients():
     assert loud["0.weight"] / loud["1.weight"] == pytest.approx(plain["0.weight"] / plain["1.weight"], rel=1e-6)
 
 
+def test_column_sums_split_each_tensors_sensitivity_by_input_feature():
+    """An input feature scaled up 100x makes its column's gradients 100x larger (the gradient of a linear
+    layer's weight is the output gradient times the input); the columns add up to the tensor's value."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8, bias=False), nn.ReLU(), nn.Conv1d(8, 4, 3, bias=False))
+    inputs = torch.randn(12, 8)
+    inputs[:, 3] *= 100.0
+    columns: dict[str, torch.Tensor] = {}
+    measured = sensitivities(
+        nn.Sequential(model[0], model[1], nn.Unflatten(1, (8, 1)), nn.ConstantPad1d(1, 0.0), model[2]),
+        ["0.weight", "4.weight"],
+        CalibrationInputs({"": inputs.numpy()}, "x", 6),
+        columns=columns,
+    )
+    assert columns["0.weight"].shape == (8,) and columns["4.weight"].shape == (24,)  # 8 channels x 3 taps
+    for name, shape in (("0.weight", (8, 8)), ("4.weight", (4, 24))):
+        assert float(columns[name].sum()) / math.prod(shape) == pytest.approx(measured[name], rel=1e-9)
+    others = torch.cat([columns["0.weight"][:3], columns["0.weight"][4:]])
+    assert columns["0.weight"][3] > 1000 * others.max()
+
+
 def test_output_tensor_finds_the_tensor():
     class Output:
         logits = torch.ones(2)

@@ -31,7 +31,7 @@ from .pipeline import methods as data_free
 from .pipeline.decode import decode_tensors
 from .pipeline.encode import check_min_snr, encode_tensors
 from .pipeline.plan import make_plan
-from .pipeline.uncoded import write_uncoded
+from .pipeline.uncoded import scales_blob_data, write_uncoded
 from .quant.inputs import CalibrationInputs, load_calibration
 from .recipe import Recipe, get_recipe
 from .save import OutputTensor, write_model
@@ -301,7 +301,7 @@ def _compress(
     else:
         notes.extend(attempt_notes)
     recipe = resolved
-    plan = make_plan(source, recipe, codec, settings, methods.gptq_served, methods.step_offsets)
+    plan = make_plan(source, recipe, codec, settings, methods.gptq_served, methods.step_offsets, methods.column_steps)
     dependent = [name for name, tensor in plan.coded.items() if tensor.quant.dependent]
     if dependent:
         methods.report["dependent_quantization"] = {"tensors": dependent}
@@ -351,15 +351,20 @@ def _methods(
 
 
 def _records(source: ModelSource, plan, encoded, corrected: dict, uncoded_storage: str, writer) -> list[TensorRecord]:
-    scales_blob = writer.add("quantizer", bytes(encoded.scale_bytes)) if plan.coded else None
+    scales_blob = (
+        writer.add("quantizer", *scales_blob_data(encoded.scale_bytes, plan.column_steps)) if plan.coded else None
+    )
     replaced = {name: tensor_bytes(tensor, source.dtype(name)) for name, tensor in corrected.items()}
     uncoded = write_uncoded(source, plan.uncoded, replaced, uncoded_storage, writer)
     records = []
     for name in source.names:
         if name in encoded.records:
             record = encoded.records[name]
+            quantizer = record.quantizer
+            columns = quantizer.columns and replace(quantizer.columns, blob=scales_blob)
             record = replace(
-                record, quantizer=replace(record.quantizer, scales=replace(record.quantizer.scales, blob=scales_blob))
+                record,
+                quantizer=replace(quantizer, scales=replace(quantizer.scales, blob=scales_blob), columns=columns),
             )
         elif name in plan.aliases:
             record = TensorRecord(

@@ -82,9 +82,10 @@ def add_parser(commands) -> None:
     )
     p.add_argument(
         "--allocation",
-        choices=["uniform", "sensitivity", "auto"],
+        choices=["uniform", "sensitivity", "sensitivity_columns", "auto"],
         help="steps per tensor: one for all (uniform), or moved around the base by how much each tensor's error moves "
-        "the model's output (sensitivity; no data; needs --arch), or auto (sensitivity where --arch is given)",
+        "the model's output (sensitivity; no data; needs --arch), also per column of each tensor "
+        "(sensitivity_columns), or auto (sensitivity where --arch is given)",
     )
     p.add_argument(
         "--rounding",
@@ -261,7 +262,7 @@ def run(args) -> int:
     input_shape = common.shape("--input-shape", args.input_shape)
     folder_config = args.arch is None and config_path(args.model) is not None  # the API may build it from there
     for option, used in (
-        ("--allocation sensitivity", recipe.quantizer.allocation == "sensitivity"),
+        (f"--allocation {recipe.quantizer.allocation}", recipe.quantizer.by_sensitivity),
         ("--target-drop", args.target_drop is not None),
         ("--rounding gptq", recipe.rounding == "gptq"),
         ("--bias-correction", recipe.bias_correction == "on"),

@@ -124,6 +124,7 @@ def _write_contents(archive: Container, folder: Path) -> None:
                     "symbols_crc32": record.symbols_crc32,
                 }
             )
+            _add_column_scales(tensors[-1], record)
             raw_symbols += data
         elif record.coded:
             scales = record.quantizer.scales
@@ -144,6 +145,7 @@ def _write_contents(archive: Container, folder: Path) -> None:
                     "symbols_crc32": record.symbols_crc32,
                 }
             )
+            _add_column_scales(tensors[-1], record)
             apart = record.payload.low_bits
             if apart is not None:
                 length = packed_length(record.elements, apart.bits)
@@ -223,3 +225,9 @@ def _write_contents(archive: Container, folder: Path) -> None:
         "tensors": tensors,
     }
     (folder / DESCRIPTION_FILE).write_text(json.dumps(description, indent=2))
+
+
+def _add_column_scales(entry: dict, record) -> None:
+    columns = record.quantizer.columns
+    if columns is not None:
+        entry["column_scales"] = {"file": SCALES_FILE, "offset_bytes": columns.offset, "count": columns.count}

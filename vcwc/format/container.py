@@ -34,10 +34,10 @@ from ..files import atomic_write
 from . import schema
 
 MAGIC = b"VCWC"
-# Version 2 added payloads with low bits apart, 3 dependent quantization; a file is written with the oldest
+# Version 2 added payloads with low bits apart, 3 dependent quantization, 4 column scales; a file is written with the oldest
 # version that reads it.
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 FLAG_METADATA_ZSTD = 1
 KNOWN_FLAGS = FLAG_METADATA_ZSTD
 HEADER = struct.Struct("<4sHHII")
@@ -75,7 +75,8 @@ def _header(document: bytes, flags: int, version: int) -> bytes:
 
 
 def version_for(metadata: dict) -> int:
-    """The oldest format version that reads `metadata`: 3 once a tensor is dependently quantized, 2 once a
+    """The oldest format version that reads `metadata`: 4 once a tensor has column scales, 3 once a tensor
+    is dependently quantized, 2 once a
     payload keeps its low bits apart (a version 1 reader would ignore them and fail the symbols'
     checksum), else 1."""
     tensors = metadata.get("tensors") if isinstance(metadata, dict) else None
@@ -87,6 +88,8 @@ def version_for(metadata: dict) -> int:
             for t in tensors
         )
 
+    if has("quantizer", "column_scales"):
+        return 4
     return 3 if has("quantizer", "kind", "dependent") else 2 if has("payload", "low_bits") else 1
 
 

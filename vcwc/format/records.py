@@ -116,6 +116,9 @@ class QuantizerRecord:
     rounding: str | None = None  # "gptq" where the encoder chose levels by gptq; informative only
     kind: str = LINEAR_SYMMETRIC
     axis: int = 0
+    # One factor per column of the weight matrix (shape[0], -1), multiplied into the weights last: steps
+    # that differ by input feature. None: every column's factor is 1.
+    columns: ScalesRef | None = None
 
     @property
     def dependent(self) -> bool:
@@ -137,6 +140,8 @@ class QuantizerRecord:
         }
         if self.rounding is not None:
             record["rounding"] = self.rounding
+        if self.columns is not None:
+            record["column_scales"] = self.columns.to_dict()
         return record
 
 
@@ -302,6 +307,6 @@ class Metadata:
         sizes: dict[int, int] = {}
         for record in self.tensors:
             if record.coded:
-                scales = record.quantizer.scales
-                sizes[scales.blob] = max(sizes.get(scales.blob, 0), scales.offset + 4 * scales.count)
+                for scales in filter(None, (record.quantizer.scales, record.quantizer.columns)):
+                    sizes[scales.blob] = max(sizes.get(scales.blob, 0), scales.offset + 4 * scales.count)
         return sizes

@@ -88,6 +88,8 @@ def size_report(meta: Metadata, file_bytes: int, header_bytes: int) -> SizeRepor
                 share += packed_length(elements, record.payload.low_bits.bits)
                 codec += f" + {record.payload.low_bits.bits} raw low bits"
             share += 4 * record.quantizer.scales.count
+            if record.quantizer.columns is not None:
+                share += 4 * record.quantizer.columns.count
             tensors.append(
                 TensorSize(
                     record.name,

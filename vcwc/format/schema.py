@@ -269,24 +269,35 @@ def _quantizer(fields: Fields, shape: tuple[int, ...], blobs) -> QuantizerRecord
     fields.integer("axis", maximum=0)
     bits = fields.integer("bits", minimum=2, maximum=MAX_SYMBOL_BITS)
     max_level = fields.integer("max_level", minimum=1, maximum=(1 << (bits - 1)) - 1)
-    scales = fields.child("scales")
-    blob = _blob_index(scales, "blob", blobs, "quantizer")
-    scales.text("dtype", ("float32",))
     expected = shape[0] if granularity == "per_channel" else 1
-    count = scales.integer("count")
-    if count != expected:
-        raise scales.error("count", f"{count} scales, but {granularity} over shape {list(shape)} needs {expected}")
-    offset = scales.integer("offset")
-    if blobs[blob].compression == "none" and offset + 4 * count > blobs[blob].length:
-        raise scales.error("offset", f"scales end at byte {offset + 4 * count} of a {blobs[blob].length}-byte blob")
+    scales = _scales(fields.child("scales"), blobs, expected, f"{granularity} over shape {list(shape)}")
+    columns = None
+    if fields.has("column_scales"):
+        if len(shape) < 2:
+            raise fields.error("column_scales", f"a tensor of shape {list(shape)} has no columns to scale")
+        columns = _scales(fields.child("column_scales"), blobs, math.prod(shape[1:]), f"columns of shape {list(shape)}")
     return QuantizerRecord(
         granularity,
         bits,
         max_level,
-        ScalesRef(blob, offset, count),
+        scales,
         fields.text("rounding", optional=True, nullable=True),
         kind,
+        columns=columns,
     )
+
+
+def _scales(fields: Fields, blobs, expected: int, what: str) -> ScalesRef:
+    """float32 values in a quantizer blob, as many as `what` needs."""
+    blob = _blob_index(fields, "blob", blobs, "quantizer")
+    fields.text("dtype", ("float32",))
+    count = fields.integer("count")
+    if count != expected:
+        raise fields.error("count", f"{count} scales, but {what} needs {expected}")
+    offset = fields.integer("offset")
+    if blobs[blob].compression == "none" and offset + 4 * count > blobs[blob].length:
+        raise fields.error("offset", f"scales end at byte {offset + 4 * count} of a {blobs[blob].length}-byte blob")
+    return ScalesRef(blob, offset, count)
 
 
 def _check_regions(tensors: tuple[TensorRecord, ...], frames: tuple[FrameRecord, ...], source: str) -> None:

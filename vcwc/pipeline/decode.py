@@ -193,16 +193,23 @@ def _coded_tensor(
             f"{archive.source}: tensor {record.name!r} decoded to symbols that do not match the "
             f"stored checksum (corrupted file or non-conforming decoder)"
         )
-    scales_ref = record.quantizer.scales
-    if scales_ref.blob not in scale_blobs:
+    quantizer = record.quantizer
+    scales = _scales(archive, record, quantizer.scales, scale_blobs, scale_sizes)
+    columns = (
+        None if quantizer.columns is None else _scales(archive, record, quantizer.columns, scale_blobs, scale_sizes)
+    )
+    return from_array(dequantize(symbols, scales, quantizer.dependent, columns), record.dtype)
+
+
+def _scales(archive: Container, record: TensorRecord, ref, scale_blobs: dict[int, bytes], scale_sizes) -> np.ndarray:
+    if ref.blob not in scale_blobs:
         # The size the metadata implies bounds a compressed blob: without it, one that inflates to gigabytes
         # would be read whole for a few scales.
-        scale_blobs[scales_ref.blob] = archive.blob(scales_ref.blob, scale_sizes[scales_ref.blob])
-    raw = scale_blobs[scales_ref.blob][scales_ref.offset : scales_ref.offset + 4 * scales_ref.count]
-    if len(raw) != 4 * scales_ref.count:
+        scale_blobs[ref.blob] = archive.blob(ref.blob, scale_sizes[ref.blob])
+    raw = scale_blobs[ref.blob][ref.offset : ref.offset + 4 * ref.count]
+    if len(raw) != 4 * ref.count:
         raise IntegrityError(f"{archive.source}: the scales of tensor {record.name!r} lie outside their blob")
-    scales = np.frombuffer(raw, dtype="<f4")
-    return from_array(dequantize(symbols, scales, record.quantizer.dependent), record.dtype)
+    return np.frombuffer(raw, dtype="<f4")
 
 
 def raw_symbols(archive: Container, record: TensorRecord) -> np.ndarray:

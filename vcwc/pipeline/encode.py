@@ -76,7 +76,9 @@ def encode_tensors(
     moments = moments if moments is not None else {}
 
     def quantized_of(name: str) -> Quantized:
-        return quantize(source.array(name), plan.coded[name].quant, name, moments.pop(name, None))
+        return quantize(
+            source.array(name), plan.coded[name].quant, name, moments.pop(name, None), plan.column_steps.get(name)
+        )
 
     # Records waiting for their tensor's error, measured in the pool while the next tensor is gathered: one
     # at a time, so memory holds at most one more tensor's weights.
@@ -110,7 +112,12 @@ def encode_tensors(
             if raw:
                 for name in raw:
                     if quantized[name].symbols.dtype != np.int8:
-                        quantized[name] = quantize(source.array(name), replace(plan.coded[name].quant, bits=8), name)
+                        quantized[name] = quantize(
+                            source.array(name),
+                            replace(plan.coded[name].quant, bits=8),
+                            name,
+                            columns=plan.column_steps.get(name),
+                        )
                     elif framed[name].bits:  # the whole symbols again
                         whole = low_bits.join(framed[name].symbols, framed[name].low, framed[name].bits, np.int8)
                         quantized[name] = replace(quantized[name], symbols=whole)
@@ -271,10 +278,14 @@ def _finish_tensor(
     name = tensor_plan.name
     original = source.array(name)
     if on_decoded is not None and on_decoded(name) is not None:
-        on_decoded(name)(original, dequantize(decoded, q.scales, q.config.dependent))
-    error = pool.submit(reconstruction_error, original, decoded, q.scales, q.config.dependent)
+        on_decoded(name)(original, dequantize(decoded, q.scales, q.config.dependent, q.columns))
+    error = pool.submit(reconstruction_error, original, decoded, q.scales, q.config.dependent, q.columns)
     scales = ScalesRef(-1, len(result.scale_bytes), len(q.scales))
     result.scale_bytes += q.scales.astype("<f4").tobytes()
+    columns = None
+    if q.columns is not None:
+        columns = ScalesRef(-1, len(result.scale_bytes), len(q.columns))
+        result.scale_bytes += q.columns.astype("<f4").tobytes()
     rounding = "gptq" if q.config.rounding == "gptq" else None
     symbols_crc32 = crc32(np.ascontiguousarray(decoded).tobytes())
 
@@ -291,6 +302,7 @@ def _finish_tensor(
                 scales,
                 rounding,
                 QuantizerRecord.kind_of(q.config.dependent),
+                columns=columns,
             ),
             arrangement=tensor_plan.arrangement,
             matrix=layout.matrix_shape(q.symbols.shape, tensor_plan.arrangement),
@@ -315,7 +327,11 @@ def _complete(finishing: deque, result: Encoded, keep: int) -> None:
 
 
 def reconstruction_error(
-    original: np.ndarray, symbols: np.ndarray, scales: np.ndarray, dependent: bool = False
+    original: np.ndarray,
+    symbols: np.ndarray,
+    scales: np.ndarray,
+    dependent: bool = False,
+    columns: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """(snr_db, max_abs_error) of the dequantized symbols, a block of rows at a time: no full float copy."""
     rows = as_rows(symbols)
@@ -325,7 +341,7 @@ def reconstruction_error(
     for start in range(0, rows.shape[0], step):
         block = slice(start, start + step)
         parts = error_sums(
-            reference[block], dequantize(rows[block], scales[block] if len(scales) > 1 else scales, dependent)
+            reference[block], dequantize(rows[block], scales[block] if len(scales) > 1 else scales, dependent, columns)
         )
         signal, error, largest = signal + parts[0], error + parts[1], max(largest, parts[2])
     return decibels(signal, error), largest

@@ -23,8 +23,9 @@ from ..models.registry import NO_ARCHITECTURE
 from ..quant.correction import BiasCorrection
 from ..quant.inputs import CalibrationInputs, WithProgress, driver_for
 from ..quant.noise import StatisticsRecorder, drive
-from ..quant.sensitivity import sensitivities, step_offsets
+from ..quant.sensitivity import MIN_COLUMN_ROWS, column_factors, sensitivities, step_offsets
 from ..recipe import Recipe
+from ..recipe.settings import BY_SENSITIVITY
 
 # The passes hold the model in float32 and its activations (with sensitivity, one tensor's gradient at a
 # time): float32 weights dominate past a billion weights; activations of two random sequences at a time
@@ -134,6 +135,7 @@ class Methods:
 
     moments: dict[str, torch.Tensor] = field(default_factory=dict)
     step_offsets: dict[str, float] = field(default_factory=dict)  # step QPs added to the recipe's, per tensor
+    column_steps: dict[str, np.ndarray] = field(default_factory=dict)  # step factors of tensors' columns
     correction: BiasCorrection | None = None
     report: dict = field(default_factory=dict)
     _shifts: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -178,7 +180,7 @@ def prepare(
     """Run the passes of inputs the methods need (none when no method is asked for): real inputs where
     given (`calibration`), else noise or random tokens (vcwc.quant.inputs)."""
     methods = Methods()
-    if rounding != "gptq" and not bias_correction and allocation != "sensitivity":
+    if rounding != "gptq" and not bias_correction and allocation not in BY_SENSITIVITY:
         return methods
     module = build_model(architecture, source.state_dict())
     methods.report["architecture"] = {"name": architecture.name}
@@ -191,11 +193,19 @@ def prepare(
         recorder = StatisticsRecorder(
             module, coded, means=bias_correction, moments=rounding == "gptq", moment_budget=_moment_budget()
         )
-    if allocation == "sensitivity":
+    if allocation in BY_SENSITIVITY:
         # One pass of the inputs serves both: the statistics are recorded on the sensitivity pass's forwards.
-        measured = sensitivities(module, coded, driver, handles=recorder.attach() if recorder else ())
+        columns = {} if allocation == "sensitivity_columns" else None
+        measured = sensitivities(module, coded, driver, handles=recorder.attach() if recorder else (), columns=columns)
         weights = {name: math.prod(source.shape(name)) for name in coded}
         methods.step_offsets = step_offsets(measured, weights)
+        methods.column_steps = {
+            name: column_factors(sums).numpy()
+            for name, sums in (columns or {}).items()
+            if name in methods.step_offsets
+            and len(source.shape(name)) >= 2
+            and source.shape(name)[0] >= MIN_COLUMN_ROWS
+        }
         methods.report["step_allocation"] = {
             "step_qp_offsets": {name: round(offset, 3) for name, offset in methods.step_offsets.items()},
             "base_step_instead": {
@@ -204,6 +214,10 @@ def prepare(
                 if name not in methods.step_offsets
             },
         }
+        if columns is not None:
+            methods.report["step_allocation"]["column_steps"] = {
+                name: _spread(factors) for name, factors in methods.column_steps.items()
+            }
     elif recorder is not None:
         drive(module, driver, recorder.attach())
     if recorder is None:
@@ -226,6 +240,12 @@ def prepare(
             "uncorrected": dict(methods.correction.uncorrectable),
         }
     return methods
+
+
+def _spread(factors: np.ndarray) -> dict:
+    """How far a tensor's column steps spread, in step QPs around the tensor's (4 per octave)."""
+    offsets = 4 * np.log2(factors)
+    return {"columns": len(factors), "min": round(float(offsets.min()), 2), "max": round(float(offsets.max()), 2)}
 
 
 def _fits(moments: torch.Tensor, shape: tuple[int, ...]) -> bool:

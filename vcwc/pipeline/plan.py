@@ -49,6 +49,7 @@ class Plan:
     aliases: dict[str, str]  # tied tensor -> the earlier tensor it repeats
     chunks: list[list[str]] = field(default_factory=list)
     raw_fallback: bool = False  # a tensor whose video would cost more than raw int8 is stored raw
+    column_steps: dict = field(default_factory=dict)  # tensor -> its columns' step factors (vcwc.quant.quantize)
 
 
 def make_plan(
@@ -58,9 +59,11 @@ def make_plan(
     settings: EncoderSettings,
     gptq_served: set[str] = frozenset(),
     step_offsets: dict[str, float] | None = None,
+    column_steps: dict | None = None,
 ) -> Plan:
     """The plan of a resolved recipe. `gptq_served` names the tensors that have input moments for gptq;
-    `step_offsets` moves tensors' fixed steps (in step QPs) around the recipe's."""
+    `step_offsets` moves tensors' fixed steps (in step QPs) around the recipe's; `column_steps` multiply
+    the steps of tensors' columns."""
     coded, uncoded, aliases = {}, [], {}
     for name in source.names:
         if name in source.aliases:
@@ -89,7 +92,8 @@ def make_plan(
             uncoded.append(name)
     position = {name: index for index, name in enumerate(source.names)}
     uncoded.sort(key=position.__getitem__)
-    return Plan(coded, uncoded, aliases, chunk(source, list(coded)), recipe.raw_fallback)
+    columns = {name: factors for name, factors in (column_steps or {}).items() if name in coded}
+    return Plan(coded, uncoded, aliases, chunk(source, list(coded)), recipe.raw_fallback, columns)
 
 
 def chunk(source: ModelSource, names: list[str], budget: int = CHUNK_WEIGHTS) -> list[list[str]]:

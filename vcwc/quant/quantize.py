@@ -6,7 +6,7 @@ one block, never a float64 copy of the whole tensor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -72,6 +72,7 @@ class Quantized:
     symbols: np.ndarray  # int8 (int16 above 8 bits), the tensor's shape
     scales: np.ndarray  # float32: one per tensor, or one per output channel
     config: QuantConfig
+    columns: np.ndarray | None = None  # float32 step factor per column of the weight matrix, or None
 
 
 def as_rows(array: np.ndarray) -> np.ndarray:
@@ -114,11 +115,25 @@ def scales_of(values: np.ndarray, config: QuantConfig) -> np.ndarray:
     return scales.astype(np.float32)
 
 
-def quantize(values: np.ndarray, config: QuantConfig, name: str = "tensor", input_moments=None) -> Quantized:
+def quantize(
+    values: np.ndarray, config: QuantConfig, name: str = "tensor", input_moments=None, columns: np.ndarray | None = None
+) -> Quantized:
     """Symbols and scales of one tensor (any float dtype). `input_moments` (vcwc.quant.noise) serve gptq
-    rounding; without them (a layer gptq does not serve) the tensor is rounded to nearest."""
+    rounding; without them (a layer gptq does not serve) the tensor is rounded to nearest. `columns` (positive,
+    one per column of the weight matrix (shape[0], -1)) multiply the steps of their columns: the tensor
+    divided by them is quantized as any other, and `dequantize` multiplies them back."""
     values = np.asarray(values)
     check_finite(values, name)
+    if columns is not None and values.ndim >= 2:
+        columns = np.asarray(columns, dtype=np.float32)
+        scaled = (as_rows(values).astype(np.float32) / columns[None, :]).reshape(values.shape)
+        if input_moments is not None:
+            # W x = (W / c) (c x): the scaled weights see inputs scaled by c, whose moments are c_i c_j E[x_i x_j].
+            import torch
+
+            factor = torch.from_numpy(columns.astype(np.float64)).to(input_moments.dtype)
+            input_moments = input_moments * factor[:, None] * factor[None, :]
+        return replace(quantize(scaled, config, name, input_moments), columns=columns)
     scales = scales_of(values, config)
     if config.rounding == "gptq" and input_moments is not None and values.ndim >= 2:
         from .gptq import gptq_levels
@@ -139,9 +154,21 @@ def quantize(values: np.ndarray, config: QuantConfig, name: str = "tensor", inpu
     return Quantized(symbols.reshape(values.shape), scales, config)
 
 
-def dequantize(symbols: np.ndarray, scales: np.ndarray, dependent: bool = False) -> np.ndarray:
+def dequantize(
+    symbols: np.ndarray, scales: np.ndarray, dependent: bool = False, columns: np.ndarray | None = None
+) -> np.ndarray:
     """float32 weights from integer symbols and their scales (one, or one per output channel); `dependent`:
-    symbols of dependent quantization, whose levels follow each row's state machine."""
+    symbols of dependent quantization, whose levels follow each row's state machine; `columns`: each column's
+    step factor (quantize's), multiplied in last."""
+    weights = _dequantize(symbols, scales, dependent)
+    if columns is not None and weights.ndim >= 2:
+        matrix = as_rows(weights)
+        for block in _row_blocks(*matrix.shape):
+            matrix[block] *= columns.astype(matrix.dtype, copy=False)[None, :]
+    return weights
+
+
+def _dequantize(symbols: np.ndarray, scales: np.ndarray, dependent: bool) -> np.ndarray:
     if dependent:
         rows = as_rows(symbols)
         weights = np.empty(rows.shape, dtype=np.result_type(np.float32, scales.dtype))

@@ -29,6 +29,16 @@ from .noise import _normalize_by_batch
 
 PROBES = 2  # random projections of the output per batch
 MAX_OFFSET = 8.0  # step QPs either side of the base: a tensor's step stays within 4x of the base step
+# Steps per column: (c_j / mean c)^-1/4, the square root of the high-rate rule's factor (exponent 1/2), which
+# measured better on a sentence encoder and as well on a language model (scripts/explore_column_steps.py);
+# within 4x of the tensor's step.
+COLUMN_STRENGTH = 0.25
+MAX_COLUMN_OCTAVES = 2.0
+# Factors sit on eighth octaves (half a step QP apart) so that their float32 values repeat and the
+# quantizer blob compresses them to a few bits each; a tensor of fewer rows than this keeps one step per
+# column (zstd leaves its column scales a few bits each: past 1/16 bit per weight below 128 rows).
+COLUMN_GRID = 8
+MIN_COLUMN_ROWS = 128
 
 
 def output_tensor(output) -> torch.Tensor:
@@ -47,12 +57,20 @@ def output_tensor(output) -> torch.Tensor:
 
 
 def sensitivities(
-    module: nn.Module, coded: list[str], driver, probes: int = PROBES, handles: list = (), combine=None
+    module: nn.Module,
+    coded: list[str],
+    driver,
+    probes: int = PROBES,
+    handles: list = (),
+    combine=None,
+    columns: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Mean squared output gradient of each coded tensor that the model's forward pass reaches. `handles`:
     hooks the caller registered to record more on the same pass (vcwc.quant.noise.StatisticsRecorder),
     removed at the end. `combine(sums, batch, sizes)` folds each batch's values into the sums (default:
-    `add_batch_alike`)."""
+    `add_batch_alike`). A dict given as `columns` is filled with each tensor's squared gradients summed
+    over the rows of its weight matrix (shape[0], -1): one value per column (input feature), each batch
+    weighted as `add_batch_alike` weights it."""
     combine = combine or add_batch_alike
     parameters = dict(module.named_parameters(remove_duplicate=False))
     wanted = {name: parameters[name] for name in coded if name in parameters}
@@ -72,12 +90,16 @@ def sensitivities(
         names_of.setdefault(id(parameter), []).append(name)
 
     batch_sums: dict[str, float] = {}
+    batch_columns: dict[str, torch.Tensor] = {}
 
     def fold(parameter):
         grad = parameter.grad.reshape(-1)
         value = float(torch.linalg.vector_norm(grad, dtype=torch.float64) ** 2) / grad.numel()
+        column_sums = None if columns is None else (parameter.grad.double().reshape(parameter.shape[0], -1) ** 2).sum(0)
         for name in names_of[id(parameter)]:
             batch_sums[name] = batch_sums.get(name, 0.0) + value
+            if column_sums is not None:
+                batch_columns[name] = batch_columns.get(name, 0.0) + column_sums
         parameter.grad = None
 
     handles += [
@@ -108,8 +130,14 @@ def sensitivities(
                     (output * projection).sum().backward(retain_graph=probe < probes - 1)
                 except Exception as exc:
                     raise pass_failed(module, driver, batch, exc, "backward pass (sensitivity)") from None
-            combine(sums, dict(batch_sums), {name: wanted[name].numel() for name in batch_sums})
+            sizes = {name: wanted[name].numel() for name in batch_sums}
+            combine(sums, dict(batch_sums), sizes)
+            weight = batch_weight(batch_sums, sizes)
+            if columns is not None and weight is not None:
+                for name, column_sums in batch_columns.items():
+                    columns[name] = columns.get(name, 0.0) + column_sums * weight
             batch_sums.clear()
+            batch_columns.clear()
     finally:
         for handle in handles:
             handle.remove()
@@ -126,12 +154,19 @@ def add_batch_alike(sums: dict[str, float], batch: dict[str, float], sizes: dict
     batch counts alike. Random inputs now and then drive a model where its gradients are orders of
     magnitude larger, and summed as they are, that one batch would set every tensor's share
     (scripts/explore_sensitivity_batches.py measures both ways)."""
-    total = sum(sizes[name] * value for name, value in batch.items())
-    count = sum(sizes.values())
-    if not (total > 0 and math.isfinite(total)):
+    weight = batch_weight(batch, sizes)
+    if weight is None:
         return  # a batch the output does not depend on (or that overflowed) says nothing of the shares
     for name, value in batch.items():
-        sums[name] = sums.get(name, 0.0) + value * count / total
+        sums[name] = sums.get(name, 0.0) + value * weight
+
+
+def batch_weight(batch: dict[str, float], sizes: dict[str, int]) -> float | None:
+    """1 / the batch's mean sensitivity over every coded weight, or None where it is 0 or not finite."""
+    total = sum(sizes[name] * value for name, value in batch.items())
+    if not (total > 0 and math.isfinite(total)):
+        return None
+    return sum(sizes.values()) / total
 
 
 def step_offsets(sensitivity: dict[str, float], weights: dict[str, int], limit: float = MAX_OFFSET) -> dict[str, float]:
@@ -147,3 +182,16 @@ def step_offsets(sensitivity: dict[str, float], weights: dict[str, int], limit: 
         if abs(center) < 1e-9:
             break
     return offsets
+
+
+def column_factors(
+    sums: torch.Tensor, strength: float = COLUMN_STRENGTH, limit: float = MAX_COLUMN_OCTAVES
+) -> torch.Tensor:
+    """Step factors of a tensor's columns from their sensitivities (`sensitivities(columns=...)`):
+    (sums / their mean)^-strength, within 2^limit either way, with geometric mean 1 (the tensor's step
+    stays the centre) before they are put on eighth octaves. float32."""
+    sums = sums.double().clamp_min(float(sums.double().mean()) * 1e-12)
+    octaves = -strength * torch.log2(sums / sums.mean())
+    for _ in range(20):  # clamping moves the centre; a few rounds settle it
+        octaves = (octaves - octaves.mean()).clamp(-limit, limit)
+    return torch.exp2(torch.round((octaves - octaves.mean()) * COLUMN_GRID) / COLUMN_GRID).float()

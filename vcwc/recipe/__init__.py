@@ -119,7 +119,7 @@ class Recipe:
     @property
     def needs_architecture(self) -> bool:
         """Whether the recipe insists on the model's architecture (a method switched on, not "auto")."""
-        return self.rounding == "gptq" or self.bias_correction == "on" or self.quantizer.allocation == "sensitivity"
+        return self.rounding == "gptq" or self.bias_correction == "on" or self.quantizer.by_sensitivity
 
     @property
     def could_use_architecture(self) -> bool:
@@ -253,8 +253,10 @@ class Recipe:
         codec = self.codec.name + (f" QP {self.codec.qp}" if self.codec.qp is not None else " lossless")
         if self.codec.preset:
             codec += f" preset {self.codec.preset}"
-        if self.quantizer.step_qp is not None and self.quantizer.allocation == "sensitivity":
-            quantizer = f"fixed steps around 2^({self.quantizer.step_qp:g}/4), allocated by sensitivity"
+        if self.quantizer.step_qp is not None and self.quantizer.by_sensitivity:
+            quantizer = f"fixed steps around 2^({self.quantizer.step_qp:g}/4), allocated by sensitivity" + (
+                " per tensor and column" if self.quantizer.allocation == "sensitivity_columns" else ""
+            )
         elif self.quantizer.step_qp is not None:
             quantizer = f"one fixed step 2^({self.quantizer.step_qp:g}/4)"
         else:

@@ -17,7 +17,8 @@ RECIPE_VERSION = 1
 STEPS_PER_OCTAVE = 4  # NNCodec's QP scale: step QP -20 is a step of 2 ** (-20 / 4) in weight units
 GRANULARITIES = ("per_tensor", "per_channel")
 ROUNDINGS = ("nearest", "gptq", "dependent", "auto")
-ALLOCATIONS = ("uniform", "sensitivity", "auto")
+ALLOCATIONS = ("uniform", "sensitivity", "sensitivity_columns", "auto")
+BY_SENSITIVITY = ("sensitivity", "sensitivity_columns")
 SWITCHES = ("off", "on", "auto")
 LAYERS = ("all", "fc")
 ARRANGEMENTS = ("rows", "kernel_blocks")
@@ -96,13 +97,19 @@ class QuantizerSettings:
     weight units (NNCodec's QP scale), except that a tensor whose range would need more than
     max_level steps gets the coarser scale max|w| / max_level instead of being clipped. `allocation`
     "sensitivity" moves each tensor's step around that base by how much its error moves the model's output
-    (vcwc.quant.sensitivity; needs the architecture); "auto" does so where the architecture is known.
+    (vcwc.quant.sensitivity; needs the architecture); "sensitivity_columns" also moves the steps of each
+    tensor's columns (input features) by theirs, stored as column scales (format version 4); "auto" is
+    "sensitivity" where the architecture is known.
     """
 
     granularity: str = "per_tensor"
     bits: int = 8
     step_qp: float | None = None
     allocation: str = "uniform"
+
+    @property
+    def by_sensitivity(self) -> bool:
+        return self.allocation in BY_SENSITIVITY
 
     def __post_init__(self):
         check_choice("quantizer.granularity", self.granularity, GRANULARITIES)
