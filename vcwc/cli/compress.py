@@ -338,6 +338,13 @@ def _say_methods(methods: dict) -> None:
     if inputs:
         where = f" from {inputs['file']}" if "file" in inputs else ""
         common.say(f"statistics from {inputs['kind'].replace('_', ' ')}{where}")
+    allocation = methods.get("step_allocation")
+    if allocation:
+        columns = allocation.get("column_steps")
+        common.say(
+            f"steps allocated by sensitivity on {len(allocation['step_qp_offsets'])} tensors"
+            + (f", and per column on {len(columns)}" if columns is not None else "")
+        )
     dependent = methods.get("dependent_quantization")
     if dependent:
         common.say(f"dependent quantization on {len(dependent['tensors'])} tensors")
