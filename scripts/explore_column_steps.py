@@ -36,7 +36,7 @@ from vcwc.quant.sensitivity import MAX_COLUMN_OCTAVES, column_factors, sensitivi
 from vcwc.recipe import step_from_qp
 
 STRENGTHS = (0.0, 0.25, 0.5)
-LADDERS = {"smollm2-135m": (-25, -23, -21), "all-mpnet-base-v2": (-26, -24, -22), "mobilenet_v2": (-28, -26, -24)}
+LADDERS = {"smollm2-135m": (-27, -25, -23, -21), "all-mpnet-base-v2": (-26, -24, -22), "mobilenet_v2": (-28, -26, -24)}
 
 
 def quantized(state, offsets, columns, step_qp: int, strength: float) -> tuple[dict, float]:

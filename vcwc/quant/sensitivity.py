@@ -95,7 +95,7 @@ def sensitivities(
     def fold(parameter):
         grad = parameter.grad.reshape(-1)
         value = float(torch.linalg.vector_norm(grad, dtype=torch.float64) ** 2) / grad.numel()
-        column_sums = None if columns is None else (parameter.grad.double().reshape(parameter.shape[0], -1) ** 2).sum(0)
+        column_sums = None if columns is None else squares_by_column(parameter.grad)
         for name in names_of[id(parameter)]:
             batch_sums[name] = batch_sums.get(name, 0.0) + value
             if column_sums is not None:
@@ -147,6 +147,16 @@ def sensitivities(
         module.train(was_training)
     totals = {name: sums[name] for name in wanted if name in sums}  # in the model's order, whatever backward's
     return {name: total for name, total in totals.items() if total > 0 and math.isfinite(total)}
+
+
+def squares_by_column(grad: torch.Tensor, block_elements: int = 1 << 22) -> torch.Tensor:
+    """Squared gradients summed over the rows of the matrix (shape[0], -1), in float64 a block of rows at
+    a time: never a float64 copy of a whole embedding table."""
+    matrix = grad.reshape(grad.shape[0], -1)
+    sums = torch.zeros(matrix.shape[1], dtype=torch.float64)
+    for block in matrix.split(max(1, block_elements // max(1, matrix.shape[1]))):
+        sums += block.double().square().sum(0)
+    return sums
 
 
 def add_batch_alike(sums: dict[str, float], batch: dict[str, float], sizes: dict[str, int]) -> None:
