@@ -4,7 +4,9 @@ scales (format version 4), and what a reader does with crafted ones. Real x264 o
 from __future__ import annotations
 
 import copy
+import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +133,25 @@ def test_the_reader_refuses_bad_column_scales(wide_model, change):
     data = _compressed(wide_model, "sensitivity_columns").data
     with pytest.raises(FormatError, match="column_scales|quantizer"):  # the field, or the blob it overruns
         vcwc.decompress(_crafted(data, change))
+
+
+def test_the_command_line_asks_for_column_steps(wide_model, tmp_path, monkeypatch, capsys):
+    """As users type it: a model file, --arch MODULE:CALLABLE, --allocation sensitivity_columns."""
+    from safetensors.torch import save_file
+
+    from vcwc import cli
+
+    (tmp_path / "widemodels.py").write_text("from test_column_steps import Wide\n\ndef wide():\n    return Wide()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    model = tmp_path / "wide.safetensors"
+    save_file({k: v.contiguous() for k, v in wide_model.state_dict().items()}, model)
+    out = tmp_path / "wide.vcwc"
+    command = ["compress", str(model), "-o", str(out), "--recipe", "smallest", "--step-qp=-22"]
+    command += ["--arch", "widemodels:wide", "--input-shape", "64", "--allocation", "sensitivity_columns", "--json"]
+    assert cli.main(command) == 0
+    captured = capsys.readouterr()
+    assert "per column on 2" in captured.err
+    assert json.loads(captured.out)["recipe"]["quantizer"]["allocation"] == "sensitivity_columns"
+    assert struct.unpack("<H", out.read_bytes()[4:6])[0] == 4
+    assert cli.main(["decompress", str(out), "-o", str(tmp_path / "back.safetensors")]) == 0
