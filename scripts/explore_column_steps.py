@@ -13,7 +13,7 @@ shrunk version, against the per-tensor steps alone (strength 0), on the suite's 
 (scripts/suite_models.py) with their real task measures. It is a proxy of the recipe, not the recipe:
 nearest rounding on the scalar grid (no gptq, no dependent quantization, no bias correction), 10-bit
 symbols (a row that would need more gets a coarser scale, as in the recipe), and size as the symbols' order-0 entropy per tensor, not a video stream. Nothing here
-changes a file vcwc writes. Writes results/rate_accuracy/column_steps.json and .md; about 25 minutes here.
+changes a file vcwc writes. Writes results/rate_accuracy/column_steps.json and .md; about 20 minutes here.
 
     python scripts/explore_column_steps.py [--models smollm2-135m all-mpnet-base-v2 mobilenet_v2]
 """
