@@ -31,7 +31,7 @@ from .pipeline import methods as data_free
 from .pipeline.decode import decode_tensors
 from .pipeline.encode import check_min_snr, encode_tensors
 from .pipeline.plan import make_plan
-from .pipeline.uncoded import scales_blob_data, write_uncoded
+from .pipeline.uncoded import write_uncoded
 from .quant.inputs import CalibrationInputs, load_calibration
 from .recipe import Recipe, get_recipe
 from .save import OutputTensor, write_model
@@ -351,21 +351,14 @@ def _methods(
 
 
 def _records(source: ModelSource, plan, encoded, corrected: dict, uncoded_storage: str, writer) -> list[TensorRecord]:
-    scales_blob = (
-        writer.add("quantizer", *scales_blob_data(encoded.scale_bytes, plan.column_steps)) if plan.coded else None
-    )
+    scales_blob = writer.add("quantizer", *encoded.scales_blob()) if plan.coded else None
     replaced = {name: tensor_bytes(tensor, source.dtype(name)) for name, tensor in corrected.items()}
     uncoded = write_uncoded(source, plan.uncoded, replaced, uncoded_storage, writer)
     records = []
     for name in source.names:
         if name in encoded.records:
             record = encoded.records[name]
-            quantizer = record.quantizer
-            columns = quantizer.columns and replace(quantizer.columns, blob=scales_blob)
-            record = replace(
-                record,
-                quantizer=replace(quantizer, scales=replace(quantizer.scales, blob=scales_blob), columns=columns),
-            )
+            record = replace(record, quantizer=record.quantizer.in_blob(scales_blob))
         elif name in plan.aliases:
             record = TensorRecord(
                 name, source.dtype(name), tuple(source.shape(name)), "alias", alias_of=plan.aliases[name]

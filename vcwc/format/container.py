@@ -34,8 +34,8 @@ from ..files import atomic_write
 from . import schema
 
 MAGIC = b"VCWC"
-# Version 2 added payloads with low bits apart, 3 dependent quantization, 4 column scales; a file is written with the oldest
-# version that reads it.
+# Version 2 added payloads with low bits apart, 3 dependent quantization, 4 column scales; a file is written
+# with the oldest version that reads it.
 FORMAT_VERSION = 4
 READABLE_VERSIONS = (1, 2, 3, 4)
 FLAG_METADATA_ZSTD = 1
@@ -76,9 +76,8 @@ def _header(document: bytes, flags: int, version: int) -> bytes:
 
 def version_for(metadata: dict) -> int:
     """The oldest format version that reads `metadata`: 4 once a tensor has column scales, 3 once a tensor
-    is dependently quantized, 2 once a
-    payload keeps its low bits apart (a version 1 reader would ignore them and fail the symbols'
-    checksum), else 1."""
+    is dependently quantized, 2 once a payload keeps its low bits apart (a version 1 reader would ignore
+    them and fail the symbols' checksum), else 1."""
     tensors = metadata.get("tensors") if isinstance(metadata, dict) else None
     tensors = [t for t in tensors if isinstance(t, dict)] if isinstance(tensors, list) else []
 

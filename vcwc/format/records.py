@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .layout import Region
@@ -119,6 +119,11 @@ class QuantizerRecord:
     # One factor per column of the weight matrix (shape[0], -1), multiplied into the weights last: steps
     # that differ by input feature. None: every column's factor is 1.
     columns: ScalesRef | None = None
+
+    def in_blob(self, blob: int) -> QuantizerRecord:
+        """The record with its scales (and column scales) in quantizer blob `blob`."""
+        columns = self.columns and replace(self.columns, blob=blob)
+        return replace(self, scales=replace(self.scales, blob=blob), columns=columns)
 
     @property
     def dependent(self) -> bool:

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import zstandard
 from tqdm import tqdm
 
 from ..codecs import ffmpeg
@@ -29,6 +30,7 @@ from ..metrics import decibels, error_sums
 from ..quant.quantize import Quantized, as_rows, dequantize, quantize
 from .decode import tensor_symbols
 from .plan import Plan, TensorPlan
+from .uncoded import UNCODED_ZSTD_LEVEL as SCALES_ZSTD_LEVEL
 
 BLOCK_ELEMENTS = 1 << 22  # weights dequantized at once when measuring a tensor's error
 
@@ -41,6 +43,13 @@ class Encoded:
     frames: list[FrameRecord] = field(default_factory=list)
     scale_bytes: bytearray = field(default_factory=bytearray)
     reconstructed_error: dict[str, float] = field(default_factory=dict)  # name -> weight SNR in dB
+
+    def scales_blob(self) -> tuple[bytes, str]:
+        """The quantizer blob's bytes and compression: zstd where it holds column scales, which repeat a few
+        values (vcwc.quant.sensitivity.COLUMN_GRID) and compress to a few bits each; else as they are."""
+        if not any(record.quantizer.columns for record in self.records.values()):
+            return bytes(self.scale_bytes), "none"
+        return zstandard.ZstdCompressor(level=SCALES_ZSTD_LEVEL).compress(bytes(self.scale_bytes)), "zstd"
 
 
 def workers(jobs: int | None) -> int:

@@ -65,11 +65,3 @@ def _warn_non_finite(name: str, data: bytes, dtype: str) -> None:
             VcwcWarning,
             stacklevel=2,
         )
-
-
-def scales_blob_data(scale_bytes: bytes, column_steps: dict) -> tuple[bytes, str]:
-    """The quantizer blob's bytes and compression: zstd where it holds column scales, which repeat a few
-    values (vcwc.quant.sensitivity.COLUMN_GRID) and compress to a few bits each; else as they are."""
-    if not column_steps:
-        return bytes(scale_bytes), "none"
-    return zstandard.ZstdCompressor(level=UNCODED_ZSTD_LEVEL).compress(bytes(scale_bytes)), "zstd"

@@ -162,9 +162,9 @@ def dequantize(
     step factor (quantize's), multiplied in last."""
     weights = _dequantize(symbols, scales, dependent)
     if columns is not None and weights.ndim >= 2:
-        matrix = as_rows(weights)
+        matrix, factors = as_rows(weights), columns.astype(weights.dtype, copy=False)[None, :]
         for block in _row_blocks(*matrix.shape):
-            matrix[block] *= columns.astype(matrix.dtype, copy=False)[None, :]
+            matrix[block] *= factors
     return weights
 
 

@@ -94,8 +94,9 @@ def sensitivities(
 
     def fold(parameter):
         grad = parameter.grad.reshape(-1)
-        value = float(torch.linalg.vector_norm(grad, dtype=torch.float64) ** 2) / grad.numel()
         column_sums = None if columns is None else squares_by_column(parameter.grad)
+        squares = torch.linalg.vector_norm(grad, dtype=torch.float64) ** 2 if column_sums is None else column_sums.sum()
+        value = float(squares) / grad.numel()
         for name in names_of[id(parameter)]:
             batch_sums[name] = batch_sums.get(name, 0.0) + value
             if column_sums is not None:
