@@ -112,6 +112,13 @@ def test_per_tensor_allocation_writes_no_column_scales(wide_model):
     assert struct.unpack("<H", compressed.data[4:6])[0] < 4
 
 
+def test_auto_allocation_with_the_architecture_is_per_column(wide_model):
+    compressed = _compressed(wide_model, "auto")
+    assert compressed.recipe["quantizer"]["allocation"] == "sensitivity_columns"
+    assert set(compressed.meta.methods["step_allocation"]["column_steps"]) == {"first.weight", "second.weight"}
+    assert compressed.data == _compressed(wide_model, "sensitivity_columns").data
+
+
 def _crafted(data: bytes, change) -> bytes:
     metadata = copy.deepcopy(container.Container(data).metadata)
     tensor = next(t for t in metadata["tensors"] if "column_scales" in t.get("quantizer", {}))

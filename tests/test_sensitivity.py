@@ -80,7 +80,7 @@ def test_the_smallest_recipe_moves_steps_by_sensitivity_where_the_architecture_i
     model = vcwc.load_model(models_dir / "digits_resnet.safetensors")
     recipe = vcwc.RECIPES["smallest"].with_changes(allocation="auto")
     with_arch = vcwc.compress(model, recipe, arch="digits_resnet")
-    assert with_arch.recipe["quantizer"]["allocation"] == "sensitivity"
+    assert with_arch.recipe["quantizer"]["allocation"] == "sensitivity_columns"
     offsets = with_arch.meta.methods["step_allocation"]["step_qp_offsets"]
     assert len(offsets) == 7 and max(map(abs, offsets.values())) > 0.5
     weights = {t.name: math.prod(t.shape) for t in with_arch.meta.tensors if t.coded}

@@ -80,7 +80,10 @@ def test_a_text_model_travels_with_its_architecture_and_tokenizer(tmp_path, llam
     expected, records = local.run(points), on_ray.run(points)
     assert all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
     assert [comparable(r) for r in records] == [comparable(r) for r in expected]
-    assert records[1]["task"] == "language_model" and records[1]["recipe"]["quantizer"]["allocation"] == "sensitivity"
+    assert (
+        records[1]["task"] == "language_model"
+        and records[1]["recipe"]["quantizer"]["allocation"] == "sensitivity_columns"
+    )
 
 
 def test_an_interrupted_ray_sweep_resumes_losing_and_repeating_nothing(tmp_path, spec, cluster):

@@ -38,7 +38,7 @@ def test_a_sweep_of_text_models_with_a_named_recipe(tmp_path, llama_folder, bert
     assert 100 >= fine["next_token_agreement"] >= coarse["next_token_agreement"]
     assert fine["bits_per_weight"] > coarse["bits_per_weight"] and "top1" not in fine
     # The recipe ran as `vcwc compress --recipe smallest` runs it: the folder's architecture steered it.
-    assert fine["recipe"]["quantizer"]["allocation"] == "sensitivity"
+    assert fine["recipe"]["quantizer"]["allocation"] == "sensitivity_columns"
 
     fine, coarse = records[("bert", "x264", -26)], records[("bert", "x264", -14)]
     assert fine["task"] == "text_encoder" and fine["eval_samples"] == 40

@@ -85,7 +85,7 @@ def add_parser(commands) -> None:
         choices=["uniform", "sensitivity", "sensitivity_columns", "auto"],
         help="steps per tensor: one for all (uniform), or moved around the base by how much each tensor's error moves "
         "the model's output (sensitivity; no data; needs --arch), also per column of each tensor "
-        "(sensitivity_columns), or auto (sensitivity where --arch is given)",
+        "(sensitivity_columns), or auto (sensitivity_columns where --arch is given)",
     )
     p.add_argument(
         "--rounding",

@@ -147,11 +147,11 @@ class Recipe:
         batchnorm: bool = False,
     ) -> Recipe:
         """The recipe with its "auto" choices made: the codec picked; with the architecture, step allocation
-        by sensitivity; gptq rounding where the layer statistics it uses are like the data's (`real_inputs`
-        from a calibration file, or noise through a network whose `batchnorm` layers normalize it), else
-        dependent quantization where the codec is lossless on the symbols; and the bias correction only
-        where the network has BatchNorm: on a transformer it did not help even with real inputs
-        (docs/recipes.md)."""
+        by sensitivity, per tensor and per column; gptq rounding where the layer statistics it uses are like
+        the data's (`real_inputs` from a calibration file, or noise through a network whose `batchnorm`
+        layers normalize it), else dependent quantization where the codec is lossless on the symbols; and
+        the bias correction only where the network has BatchNorm: on a transformer it did not help even with
+        real inputs (docs/recipes.md)."""
         rounding = self.rounding
         if rounding == "auto":
             lossless = self.codec.qp is None
@@ -163,7 +163,7 @@ class Recipe:
         codec_settings = replace(self.codec, name=codec) if codec and self.codec.name == "auto" else self.codec
         allocation = self.quantizer.allocation
         if allocation == "auto":
-            allocation = "sensitivity" if architecture and self.quantizer.step_qp is not None else "uniform"
+            allocation = "sensitivity_columns" if architecture and self.quantizer.step_qp is not None else "uniform"
         quantizer = replace(self.quantizer, allocation=allocation)
         return replace(self, codec=codec_settings, quantizer=quantizer, rounding=rounding, bias_correction=bias)
 

@@ -99,7 +99,7 @@ class QuantizerSettings:
     "sensitivity" moves each tensor's step around that base by how much its error moves the model's output
     (vcwc.quant.sensitivity; needs the architecture); "sensitivity_columns" also moves the steps of each
     tensor's columns (input features) by theirs, stored as column scales (format version 4); "auto" is
-    "sensitivity" where the architecture is known.
+    "sensitivity_columns" where the architecture is known.
     """
 
     granularity: str = "per_tensor"
