@@ -11,6 +11,7 @@ from ..codecs.base import AUTO_ORDER, codec_names
 from ..errors import InputError
 from ..models.registry import ARCHITECTURES, NO_ARCHITECTURE
 from ..recipe import CUSTOM_PREFIX, RECIPES, Recipe, get_recipe, qp_from_step
+from ..recipe.settings import ALLOCATIONS, ROUNDINGS
 from . import common, target_drop
 
 RECIPE_HELP = "; ".join(f"{name}: {recipe.describe()}" for name, recipe in RECIPES.items())
@@ -82,14 +83,14 @@ def add_parser(commands) -> None:
     )
     p.add_argument(
         "--allocation",
-        choices=["uniform", "sensitivity", "sensitivity_columns", "auto"],
+        choices=ALLOCATIONS,
         help="steps per tensor: one for all (uniform), or moved around the base by how much each tensor's error moves "
         "the model's output (sensitivity; no data; needs --arch), also per column of each tensor "
         "(sensitivity_columns), or auto (sensitivity_columns where --arch is given)",
     )
     p.add_argument(
         "--rounding",
-        choices=["nearest", "gptq", "dependent", "auto"],
+        choices=ROUNDINGS,
         help="how weights take their levels: nearest, gptq (error-compensating rounding steered by "
         "noise, no data; needs --arch), dependent (two quantizers switched by a state machine, as NNC's; "
         "needs the codec lossless), or auto (gptq where --arch is given and the inputs are --calibration "

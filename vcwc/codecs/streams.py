@@ -120,7 +120,7 @@ def _write_contents(archive: Container, folder: Path) -> None:
                         "count": record.elements,
                         "dtype": "int8",
                     },
-                    "scales": {"file": SCALES_FILE, "offset_bytes": scales.offset, "count": scales.count},
+                    "scales": _scales_entry(scales),
                     "symbols_crc32": record.symbols_crc32,
                 }
             )
@@ -141,7 +141,7 @@ def _write_contents(archive: Container, folder: Path) -> None:
                     "granularity": record.quantizer.granularity,
                     "quantizer": record.quantizer.kind,
                     "symbol_offset": pixel_offset(bits),
-                    "scales": {"file": SCALES_FILE, "offset_bytes": scales.offset, "count": scales.count},
+                    "scales": _scales_entry(scales),
                     "symbols_crc32": record.symbols_crc32,
                 }
             )
@@ -227,7 +227,11 @@ def _write_contents(archive: Container, folder: Path) -> None:
     (folder / DESCRIPTION_FILE).write_text(json.dumps(description, indent=2))
 
 
+def _scales_entry(scales) -> dict:
+    return {"file": SCALES_FILE, "offset_bytes": scales.offset, "count": scales.count}
+
+
 def _add_column_scales(entry: dict, record) -> None:
     columns = record.quantizer.columns
     if columns is not None:
-        entry["column_scales"] = {"file": SCALES_FILE, "offset_bytes": columns.offset, "count": columns.count}
+        entry["column_scales"] = _scales_entry(columns)

@@ -120,6 +120,11 @@ class QuantizerRecord:
     # that differ by input feature. None: every column's factor is 1.
     columns: ScalesRef | None = None
 
+    @property
+    def scale_refs(self) -> tuple[ScalesRef, ...]:
+        """Where this tensor's float32 values lie in the quantizer blob: its scales, then its column scales."""
+        return (self.scales,) if self.columns is None else (self.scales, self.columns)
+
     def in_blob(self, blob: int) -> QuantizerRecord:
         """The record with its scales (and column scales) in quantizer blob `blob`."""
         columns = self.columns and replace(self.columns, blob=blob)
@@ -312,6 +317,6 @@ class Metadata:
         sizes: dict[int, int] = {}
         for record in self.tensors:
             if record.coded:
-                for scales in filter(None, (record.quantizer.scales, record.quantizer.columns)):
+                for scales in record.quantizer.scale_refs:
                     sizes[scales.blob] = max(sizes.get(scales.blob, 0), scales.offset + 4 * scales.count)
         return sizes

@@ -87,9 +87,7 @@ def size_report(meta: Metadata, file_bytes: int, header_bytes: int) -> SizeRepor
             if record.payload.low_bits is not None:
                 share += packed_length(elements, record.payload.low_bits.bits)
                 codec += f" + {record.payload.low_bits.bits} raw low bits"
-            share += 4 * record.quantizer.scales.count
-            if record.quantizer.columns is not None:
-                share += 4 * record.quantizer.columns.count
+            share += sum(4 * scales.count for scales in record.quantizer.scale_refs)
             tensors.append(
                 TensorSize(
                     record.name,

@@ -44,6 +44,12 @@ class Encoded:
     scale_bytes: bytearray = field(default_factory=bytearray)
     reconstructed_error: dict[str, float] = field(default_factory=dict)  # name -> weight SNR in dB
 
+    def add_scales(self, values: np.ndarray) -> ScalesRef:
+        """Append float32 values to the quantizer blob; where they lie (the blob's index is set on writing)."""
+        ref = ScalesRef(-1, len(self.scale_bytes), len(values))
+        self.scale_bytes += values.astype("<f4").tobytes()
+        return ref
+
     def scales_blob(self) -> tuple[bytes, str]:
         """The quantizer blob's bytes and compression: zstd where it holds column scales, which repeat a few
         values (vcwc.quant.sensitivity.COLUMN_GRID) and compress to a few bits each; else as they are."""
@@ -289,12 +295,8 @@ def _finish_tensor(
     if on_decoded is not None and on_decoded(name) is not None:
         on_decoded(name)(original, dequantize(decoded, q.scales, q.config.dependent, q.columns))
     error = pool.submit(reconstruction_error, original, decoded, q.scales, q.config.dependent, q.columns)
-    scales = ScalesRef(-1, len(result.scale_bytes), len(q.scales))
-    result.scale_bytes += q.scales.astype("<f4").tobytes()
-    columns = None
-    if q.columns is not None:
-        columns = ScalesRef(-1, len(result.scale_bytes), len(q.columns))
-        result.scale_bytes += q.columns.astype("<f4").tobytes()
+    scales = result.add_scales(q.scales)
+    columns = None if q.columns is None else result.add_scales(q.columns)
     rounding = "gptq" if q.config.rounding == "gptq" else None
     symbols_crc32 = crc32(np.ascontiguousarray(decoded).tobytes())
 
