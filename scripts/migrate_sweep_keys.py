@@ -5,9 +5,11 @@ codec point's key hashes its recipe (vcwc.bench.sweep.Point.settings), so a reci
 changes every key. This reads each record's settings (old style, or a recipe that lacks newer settings,
 which take their defaults: what the point ran with), rebuilds the point, and renames the record to its key
 with the current settings; the measured fields are kept as they are. Then the folder's tables and plots
-are rebuilt from the records. Records already under their current key are left alone.
+are rebuilt from the records. Records already under their current key are left alone. A point that asks
+for "auto" settings is keyed with the version of the rules they follow (vcwc.recipe.AUTO_RULES), which a
+record takes as it is moved: move only records measured under the current rules, and rerun the others.
 
-    python scripts/migrate_sweep_keys.py results/cifar10 results/mobile
+    python scripts/migrate_sweep_keys.py results/cifar10 results/mobile results/text_codecs
 """
 
 from __future__ import annotations
@@ -20,27 +22,17 @@ from vcwc.bench.names import BASELINES
 from vcwc.bench.sweep import POINTS_FOLDER, ModelSpec, Point, point_key, sweep_recipe
 from vcwc.bench.sweep_report import write_report
 from vcwc.files import atomic_write
-from vcwc.recipe import Recipe
 
 
 def point_of(settings: dict) -> tuple[Point, str]:
-    """The point an old record's settings describe, and the model file's digest they hold."""
+    """The point a record's settings describe, and the model file's digest they hold."""
+    if "recipe" in settings or settings["method"] in BASELINES or settings["method"] == "nncodec":
+        return Point.from_settings(settings)
     model = dict(settings["model"])
     digest = model.pop("sha256")
-    spec = ModelSpec(**model)
-    limit = settings["eval_limit"]
-    if "recipe" in settings:
-        recipe = Recipe.from_dict(settings["recipe"])
-        return Point(spec, recipe.codec.name, recipe, eval_limit=limit), digest
-    method = settings["method"]
-    if method in BASELINES:
-        return Point(spec, method, eval_limit=limit), digest
-    if method == "nncodec":
-        return Point(spec, method, nncodec_qp=settings["qp"], eval_limit=limit), digest
     correction = settings.get("options", {}).get("correction", "none")
-    return Point(
-        spec, method, sweep_recipe(method, settings["granularity"], settings["qp"], correction), eval_limit=limit
-    ), digest
+    recipe = sweep_recipe(settings["method"], settings["granularity"], settings["qp"], correction)
+    return Point(ModelSpec(**model), settings["method"], recipe, eval_limit=settings["eval_limit"]), digest
 
 
 def migrate(folder: Path) -> int:

@@ -1,5 +1,6 @@
 """Recipes: named ones, files, overrides, validation, and what a file records. Pure: no codec runs."""
 
+import itertools
 import json
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from vcwc import CodecError, InputError
 from vcwc.cli import build_parser
 from vcwc.cli.compress import recipe_from_args
-from vcwc.recipe import RECIPES, CodecSettings, Recipe, TensorOverride, get_recipe, named, step_from_qp
+from vcwc.recipe import AUTO_RULES, RECIPES, CodecSettings, Recipe, TensorOverride, get_recipe, named, step_from_qp
 
 
 def test_named_recipes_say_what_they_are():
@@ -36,6 +37,43 @@ def test_auto_methods_resolve_on_the_architecture():
     assert not smallest.needs_architecture and smallest.with_changes(rounding="gptq").needs_architecture
     auto = Recipe(codec=CodecSettings("auto"))
     assert auto.resolved(codec="x265").codec.name == "x265"
+
+
+def test_the_auto_rules_are_the_ones_their_version_stands_for():
+    """If this fails, the "auto" rules changed: raise vcwc.recipe.AUTO_RULES (sweeps would reuse points
+    measured under the old rules otherwise), move the committed sweeps' records to their new keys where
+    they still hold (scripts/migrate_sweep_keys.py) or rerun them, and write the new rules here."""
+    assert AUTO_RULES == 2
+    resolved = {}
+    for qp in (None, 20):
+        for flags in itertools.product((False, True), repeat=3):
+            known = dict(zip(("architecture", "real_inputs", "batchnorm"), flags))
+            recipe = RECIPES["smallest"].with_changes(qp=qp).resolved(codec="x265", **known)
+            resolved[(qp, *flags)] = (recipe.rounding, recipe.bias_correction, recipe.quantizer.allocation)
+    dependent, gptq, nearest, columns = "dependent", "gptq", "nearest", "sensitivity_columns"
+    assert resolved == {
+        (None, False, False, False): (dependent, "off", "uniform"),
+        (None, False, False, True): (dependent, "off", "uniform"),
+        (None, False, True, False): (dependent, "off", "uniform"),
+        (None, False, True, True): (dependent, "off", "uniform"),
+        (None, True, False, False): (dependent, "off", columns),
+        (None, True, False, True): (gptq, "on", columns),
+        (None, True, True, False): (gptq, "off", columns),
+        (None, True, True, True): (gptq, "on", columns),
+        (20, False, False, False): (nearest, "off", "uniform"),
+        (20, False, False, True): (nearest, "off", "uniform"),
+        (20, False, True, False): (nearest, "off", "uniform"),
+        (20, False, True, True): (nearest, "off", "uniform"),
+        (20, True, False, False): (nearest, "off", columns),
+        (20, True, False, True): (nearest, "on", columns),
+        (20, True, True, False): (nearest, "off", columns),
+        (20, True, True, True): (nearest, "on", columns),
+    }
+    without_step = RECIPES["smallest"].with_changes(step_qp=None).resolved(architecture=True)
+    assert without_step.quantizer.allocation == "uniform"
+    assert Recipe(codec=CodecSettings("auto")).resolved(codec="x265").codec.name == "x265"
+    assert RECIPES["smallest"].chooses_automatically and RECIPES["lossless"].chooses_automatically  # low bits
+    assert not Recipe(codec=CodecSettings("x264")).chooses_automatically
 
 
 def test_a_recipe_round_trips_through_dict_json_and_toml(tmp_path):

@@ -119,6 +119,21 @@ def test_text_points_keep_their_key_fields_apart_from_image_points(tmp_path, mod
     assert json.dumps(settings, sort_keys=True)
 
 
+def test_a_point_asking_for_auto_is_keyed_by_the_auto_rules_too(models_dir, monkeypatch):
+    from vcwc.bench import sweep
+    from vcwc.recipe import RECIPES, CodecSettings, Recipe
+
+    image = ModelSpec("digits", "m.safetensors", "digits_resnet", str(models_dir / "digits_test.npz"))
+    auto = sweep.Point(image, "x264", RECIPES["smallest"].with_changes(step_qp=-20))
+    fixed = sweep.Point(image, "x264", Recipe(codec=CodecSettings("x264")))
+    keys = [sweep.point_key(point.settings("0" * 64)) for point in (auto, fixed)]
+    assert auto.settings("0" * 64)["auto_rules"] == sweep.AUTO_RULES and "auto_rules" not in fixed.settings("0" * 64)
+    monkeypatch.setattr(sweep, "AUTO_RULES", sweep.AUTO_RULES + 1)
+    # New rules: the auto point is measured again, the point that chose everything keeps its record.
+    assert sweep.point_key(auto.settings("0" * 64)) != keys[0]
+    assert sweep.point_key(fixed.settings("0" * 64)) == keys[1]
+
+
 def test_a_sharded_model_is_keyed_by_its_shards_which_travel_with_it(tmp_path, text_file):
     import torch
     from safetensors.torch import save_file

@@ -1,7 +1,8 @@
 """`vcwc sweep`: many models x codecs x quantization granularities x QPs, each point its own JSON record.
 
 A point is keyed by a hash of its full settings: the model file's digest, the recipe (vcwc.recipe) for
-a codec point, the method for a baseline, and the evaluation subset. A rerun skips what is finished,
+a codec point (with the version of the rules its "auto" settings follow, vcwc.recipe.AUTO_RULES), the
+method for a baseline, and the evaluation subset. A rerun skips what is finished,
 `--force` recomputes, and new recipe settings only add keys. Points run as tasks on a backend (this
 machine's processes, or a Ray cluster: docs/sweeps.md) that return their records; the runner writes each
 one atomically as it arrives. Reports and plots are rebuilt from the records alone (`vcwc report DIR`).
@@ -22,7 +23,7 @@ from ..codecs import get_codec
 from ..errors import InputError
 from ..files import atomic_write
 from ..io import model_files
-from ..recipe import CodecSettings, QuantizerSettings, Recipe
+from ..recipe import AUTO_RULES, CodecSettings, QuantizerSettings, Recipe
 from .backends import Backend, LocalBackend
 from .experiment import recipe_fields
 from .model_spec import ModelSpec
@@ -82,6 +83,17 @@ class Point:
     def with_limit(self, eval_limit: int | None) -> Point:
         return Point(self.model, self.method, self.recipe, self.nncodec_qp, eval_limit)
 
+    @classmethod
+    def from_settings(cls, settings: dict) -> tuple[Point, str]:
+        """The point a record's settings describe (`settings`'s inverse), and the model file's digest."""
+        model = dict(settings["model"])
+        digest = model.pop("sha256")
+        spec, limit = ModelSpec(**model), settings["eval_limit"]
+        if "recipe" in settings:
+            recipe = Recipe.from_dict(settings["recipe"])
+            return cls(spec, recipe.codec.name, recipe, eval_limit=limit), digest
+        return cls(spec, settings["method"], nncodec_qp=settings["qp"], eval_limit=limit), digest
+
     def settings(self, model_digest: str) -> dict:
         # Fields added since the first sweeps are left out where unset, so earlier points keep their keys.
         model = {
@@ -91,6 +103,8 @@ class Point:
         }
         settings = {"model": {**model, "sha256": model_digest}, "eval_limit": self.eval_limit}
         if self.recipe is not None:
+            if self.recipe.chooses_automatically:
+                settings["auto_rules"] = AUTO_RULES
             return {**settings, "recipe": self.recipe.to_dict()}
         return {**settings, "method": self.method, "qp": self.nncodec_qp}
 

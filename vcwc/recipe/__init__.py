@@ -48,6 +48,7 @@ from .settings import (
 )
 
 __all__ = [
+    "AUTO_RULES",
     "CUSTOM_PREFIX",
     "RECIPES",
     "CodecSettings",
@@ -76,6 +77,13 @@ SETTINGS = {
     "include": "selection.include",
     "exclude": "selection.exclude",
 }
+
+
+# Which rules `Recipe.resolved` (and the encoder's "auto" low bits) follow. A sweep keys its points by the
+# recipe asked for, "auto" included, so this number joins the key of such a point
+# (vcwc.bench.sweep.Point.settings): raise it whenever the rules change, and a point that ran under older
+# rules is measured again instead of reused. tests/test_recipe.py pins the rules it stands for.
+AUTO_RULES = 2
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,17 @@ class Recipe:
         check_type("raw_fallback", self.raw_fallback, bool)
         check_choice("low_bits", self.low_bits, LOW_BITS)
         object.__setattr__(self, "overrides", tuple(self.overrides))
+
+    @property
+    def chooses_automatically(self) -> bool:
+        """Whether some setting is left to "auto", decided by AUTO_RULES when the model is known."""
+        return "auto" in (
+            self.codec.name,
+            self.rounding,
+            self.bias_correction,
+            self.quantizer.allocation,
+            self.low_bits,
+        )
 
     @property
     def needs_architecture(self) -> bool:
