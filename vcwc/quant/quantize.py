@@ -126,7 +126,9 @@ def quantize(
     check_finite(values, name)
     if columns is not None and values.ndim >= 2:
         columns = np.asarray(columns, dtype=np.float32)
-        scaled = (as_rows(values).astype(np.float32) / columns[None, :]).reshape(values.shape)
+        scaled = as_rows(values).astype(np.float32)  # a copy, divided in place: one float32 copy, not two
+        scaled /= columns[None, :]
+        scaled = scaled.reshape(values.shape)
         if input_moments is not None:
             # W x = (W / c) (c x): the scaled weights see inputs scaled by c, whose moments are c_i c_j E[x_i x_j].
             import torch

@@ -64,13 +64,15 @@ def sensitivities(
     handles: list = (),
     combine=None,
     columns: dict[str, torch.Tensor] | None = None,
+    rows: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Mean squared output gradient of each coded tensor that the model's forward pass reaches. `handles`:
     hooks the caller registered to record more on the same pass (vcwc.quant.noise.StatisticsRecorder),
     removed at the end. `combine(sums, batch, sizes)` folds each batch's values into the sums (default:
     `add_batch_alike`). A dict given as `columns` is filled with each tensor's squared gradients summed
     over the rows of its weight matrix (shape[0], -1): one value per column (input feature), each batch
-    weighted as `add_batch_alike` weights it."""
+    weighted as `add_batch_alike` weights it; a dict given as `rows`, with the sums over its columns: one
+    value per row (output channel)."""
     combine = combine or add_batch_alike
     parameters = dict(module.named_parameters(remove_duplicate=False))
     wanted = {name: parameters[name] for name in coded if name in parameters}
@@ -91,16 +93,23 @@ def sensitivities(
 
     batch_sums: dict[str, float] = {}
     batch_columns: dict[str, torch.Tensor] = {}
+    batch_rows: dict[str, torch.Tensor] = {}
 
     def fold(parameter):
         grad = parameter.grad.reshape(-1)
-        column_sums = None if columns is None else squares_by_column(parameter.grad)
-        squares = torch.linalg.vector_norm(grad, dtype=torch.float64) ** 2 if column_sums is None else column_sums.sum()
+        if columns is None and rows is None:
+            column_sums = row_sums = None
+            squares = torch.linalg.vector_norm(grad, dtype=torch.float64) ** 2
+        else:
+            column_sums, row_sums = squares_by_line(parameter.grad)
+            squares = column_sums.sum()
         value = float(squares) / grad.numel()
         for name in names_of[id(parameter)]:
             batch_sums[name] = batch_sums.get(name, 0.0) + value
-            if column_sums is not None:
+            if columns is not None:
                 batch_columns[name] = batch_columns.get(name, 0.0) + column_sums
+            if rows is not None:
+                batch_rows[name] = batch_rows.get(name, 0.0) + row_sums
         parameter.grad = None
 
     handles += [
@@ -134,11 +143,13 @@ def sensitivities(
             sizes = {name: wanted[name].numel() for name in batch_sums}
             combine(sums, dict(batch_sums), sizes)
             weight = batch_weight(batch_sums, sizes)
-            if columns is not None and weight is not None:
-                for name, column_sums in batch_columns.items():
-                    columns[name] = columns.get(name, 0.0) + column_sums * weight
+            for wanted_sums, batch_lines in ((columns, batch_columns), (rows, batch_rows)):
+                if wanted_sums is not None and weight is not None:
+                    for name, line_sums in batch_lines.items():
+                        wanted_sums[name] = wanted_sums.get(name, 0.0) + line_sums * weight
             batch_sums.clear()
             batch_columns.clear()
+            batch_rows.clear()
     finally:
         for handle in handles:
             handle.remove()
@@ -150,14 +161,18 @@ def sensitivities(
     return {name: total for name, total in totals.items() if total > 0 and math.isfinite(total)}
 
 
-def squares_by_column(grad: torch.Tensor, block_elements: int = 1 << 22) -> torch.Tensor:
-    """Squared gradients summed over the rows of the matrix (shape[0], -1), in float64 a block of rows at
-    a time: never a float64 copy of a whole embedding table."""
+def squares_by_line(grad: torch.Tensor, block_elements: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared gradients of the matrix (shape[0], -1) summed over its rows (one per column) and over its
+    columns (one per row), in float64 a block of rows at a time: never a float64 copy of a whole
+    embedding table."""
     matrix = grad.reshape(grad.shape[0], -1)
-    sums = torch.zeros(matrix.shape[1], dtype=torch.float64)
+    by_column = torch.zeros(matrix.shape[1], dtype=torch.float64)
+    by_row = []
     for block in matrix.split(max(1, block_elements // max(1, matrix.shape[1]))):
-        sums += block.double().square().sum(0)
-    return sums
+        squares = block.double().square()
+        by_column += squares.sum(0)
+        by_row.append(squares.sum(1))
+    return by_column, torch.cat(by_row)
 
 
 def add_batch_alike(sums: dict[str, float], batch: dict[str, float], sizes: dict[str, int]) -> None:
