@@ -153,3 +153,35 @@ def test_extract_tells_a_device_the_symbols_are_dependent(dependent_file, tmp_pa
     kinds = {t["name"]: t.get("quantizer") for t in description["tensors"] if t["storage"] in ("video", "raw")}
     assert kinds == {"fc1.weight": "dependent", "conv.weight": "dependent"}
     assert "2k - sign(k)" in description["weights_note"]
+
+
+def _least_error_over_every_level(x: np.ndarray) -> float:
+    """The least squared error over the state machine's paths, per row, summed, trying every symbol within
+    a few levels of each value (not only the library's two per quantizer)."""
+    total = 0.0
+    for row in x:
+        cost = [0.0, np.inf, np.inf, np.inf]
+        for value in row:
+            after = [np.inf] * 4
+            for state in range(4):
+                odd_quantizer = state >= 2
+                for k in range(int(np.floor(value / 2)) - 3, int(np.ceil(value / 2)) + 4):
+                    level = 2 * k - np.sign(k) if odd_quantizer else 2 * k
+                    following = TRANSITIONS[state][k & 1]
+                    after[following] = min(after[following], cost[state] + (value - level) ** 2)
+            cost = after
+        total += min(cost)
+    return total
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: between levels 1 and 3 the odd quantizer's nearest even symbol is 0 (level 0) up to 1.5 "
+    "steps, and dependent._candidates offers 2 (level 3); fixing it changes every dependently quantized file, "
+    "so it waits for a regeneration of the results (docs/development.md)",
+)
+def test_the_search_finds_the_least_error_over_every_level():
+    x = np.random.default_rng(3).laplace(scale=4.0, size=(5, 150))
+    symbols = trellis_symbols(x, np.ones(5), max_level=127)
+    error = float(((x - reconstruction_levels(symbols, np.float64)) ** 2).sum())
+    assert error == pytest.approx(_least_error_over_every_level(x), rel=1e-12)
