@@ -36,10 +36,18 @@ def test_the_decoders_closed_form_follows_the_state_machine(shape, dtype):
     assert np.array_equal(reconstruction_levels(symbols), _levels_by_state_machine(symbols))
 
 
-def _least_error_by_viterbi(x: np.ndarray) -> float:
+def _library_candidates(value: float, odd_quantizer: bool) -> list[int]:
+    return [int(k[0]) for k in dependent._candidates(np.array([value]), odd_quantizer)]
+
+
+def _every_nearby_symbol(value: float, odd_quantizer: bool) -> range:
+    return range(int(np.floor(value / 2)) - 3, int(np.ceil(value / 2)) + 4)
+
+
+def _least_error_by_viterbi(x: np.ndarray, candidates=_library_candidates) -> float:
     """The least squared error over the state machine's paths, per row, summed: a plain Viterbi one position
-    at a time, over the same two candidates per quantizer as the library (the one below x and the one above;
-    near zero the odd quantizer's nearest even level can be 0 rather than 3, which neither considers)."""
+    at a time over `candidates(value, odd_quantizer)`: by default the library's two per quantizer (the one
+    below x and the one above), or every symbol within a few levels of x."""
     total = 0.0
     for row in x:
         cost = [0.0, np.inf, np.inf, np.inf]
@@ -47,8 +55,7 @@ def _least_error_by_viterbi(x: np.ndarray) -> float:
             after = [np.inf] * 4
             for state in range(4):
                 odd_quantizer = state >= 2
-                for k in dependent._candidates(np.array([value]), odd_quantizer):
-                    k = int(k[0])
+                for k in candidates(value, odd_quantizer):
                     level = 2 * k - np.sign(k) if odd_quantizer else 2 * k
                     following = TRANSITIONS[state][k & 1]
                     after[following] = min(after[following], cost[state] + (value - level) ** 2)
@@ -155,25 +162,6 @@ def test_extract_tells_a_device_the_symbols_are_dependent(dependent_file, tmp_pa
     assert "2k - sign(k)" in description["weights_note"]
 
 
-def _least_error_over_every_level(x: np.ndarray) -> float:
-    """The least squared error over the state machine's paths, per row, summed, trying every symbol within
-    a few levels of each value (not only the library's two per quantizer)."""
-    total = 0.0
-    for row in x:
-        cost = [0.0, np.inf, np.inf, np.inf]
-        for value in row:
-            after = [np.inf] * 4
-            for state in range(4):
-                odd_quantizer = state >= 2
-                for k in range(int(np.floor(value / 2)) - 3, int(np.ceil(value / 2)) + 4):
-                    level = 2 * k - np.sign(k) if odd_quantizer else 2 * k
-                    following = TRANSITIONS[state][k & 1]
-                    after[following] = min(after[following], cost[state] + (value - level) ** 2)
-            cost = after
-        total += min(cost)
-    return total
-
-
 @pytest.mark.xfail(
     strict=True,
     reason="known: between levels 1 and 3 the odd quantizer's nearest even symbol is 0 (level 0) up to 1.5 "
@@ -184,4 +172,4 @@ def test_the_search_finds_the_least_error_over_every_level():
     x = np.random.default_rng(3).laplace(scale=4.0, size=(5, 150))
     symbols = trellis_symbols(x, np.ones(5), max_level=127)
     error = float(((x - reconstruction_levels(symbols, np.float64)) ** 2).sum())
-    assert error == pytest.approx(_least_error_over_every_level(x), rel=1e-12)
+    assert error == pytest.approx(_least_error_by_viterbi(x, _every_nearby_symbol), rel=1e-12)
