@@ -101,7 +101,7 @@ def sensitivities(
             column_sums = row_sums = None
             squares = torch.linalg.vector_norm(grad, dtype=torch.float64) ** 2
         else:
-            column_sums, row_sums = squares_by_line(parameter.grad)
+            column_sums, row_sums = squares_by_line(parameter.grad, rows=rows is not None)
             squares = column_sums.sum()
         value = float(squares) / grad.numel()
         for name in names_of[id(parameter)]:
@@ -161,18 +161,21 @@ def sensitivities(
     return {name: total for name, total in totals.items() if total > 0 and math.isfinite(total)}
 
 
-def squares_by_line(grad: torch.Tensor, block_elements: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:
-    """Squared gradients of the matrix (shape[0], -1) summed over its rows (one per column) and over its
-    columns (one per row), in float64 a block of rows at a time: never a float64 copy of a whole
-    embedding table."""
+def squares_by_line(
+    grad: torch.Tensor, rows: bool = False, block_elements: int = 1 << 22
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Squared gradients of the matrix (shape[0], -1) summed over its rows (one per column) and, with
+    `rows`, over its columns (one per row; else None), in float64 a block of rows at a time: never a float64
+    copy of a whole embedding table."""
     matrix = grad.reshape(grad.shape[0], -1)
     by_column = torch.zeros(matrix.shape[1], dtype=torch.float64)
-    by_row = []
+    by_row = [] if rows else None
     for block in matrix.split(max(1, block_elements // max(1, matrix.shape[1]))):
         squares = block.double().square()
         by_column += squares.sum(0)
-        by_row.append(squares.sum(1))
-    return by_column, torch.cat(by_row)
+        if by_row is not None:
+            by_row.append(squares.sum(1))
+    return by_column, None if by_row is None else torch.cat(by_row)
 
 
 def add_batch_alike(sums: dict[str, float], batch: dict[str, float], sizes: dict[str, int]) -> None:
