@@ -103,6 +103,11 @@ class ScalesRef:
     count: int
     dtype: str = "float32"
 
+    @property
+    def end(self) -> int:
+        """The byte of the blob after the last scale (float32: 4 bytes each)."""
+        return self.offset + 4 * self.count
+
     def to_dict(self) -> dict:
         return {"blob": self.blob, "offset": self.offset, "count": self.count, "dtype": self.dtype}
 
@@ -318,5 +323,5 @@ class Metadata:
         for record in self.tensors:
             if record.coded:
                 for scales in record.quantizer.scale_refs:
-                    sizes[scales.blob] = max(sizes.get(scales.blob, 0), scales.offset + 4 * scales.count)
+                    sizes[scales.blob] = max(sizes.get(scales.blob, 0), scales.end)
         return sizes

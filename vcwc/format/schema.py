@@ -294,10 +294,10 @@ def _scales(fields: Fields, blobs, expected: int, what: str) -> ScalesRef:
     count = fields.integer("count")
     if count != expected:
         raise fields.error("count", f"{count} scales, but {what} needs {expected}")
-    offset = fields.integer("offset")
-    if blobs[blob].compression == "none" and offset + 4 * count > blobs[blob].length:
-        raise fields.error("offset", f"scales end at byte {offset + 4 * count} of a {blobs[blob].length}-byte blob")
-    return ScalesRef(blob, offset, count)
+    scales = ScalesRef(blob, fields.integer("offset"), count)
+    if blobs[blob].compression == "none" and scales.end > blobs[blob].length:
+        raise fields.error("offset", f"scales end at byte {scales.end} of a {blobs[blob].length}-byte blob")
+    return scales
 
 
 def _check_regions(tensors: tuple[TensorRecord, ...], frames: tuple[FrameRecord, ...], source: str) -> None:

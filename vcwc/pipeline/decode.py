@@ -206,8 +206,8 @@ def _scales(archive: Container, record: TensorRecord, ref, scale_blobs: dict[int
         # The size the metadata implies bounds a compressed blob: without it, one that inflates to gigabytes
         # would be read whole for a few scales.
         scale_blobs[ref.blob] = archive.blob(ref.blob, scale_sizes[ref.blob])
-    raw = scale_blobs[ref.blob][ref.offset : ref.offset + 4 * ref.count]
-    if len(raw) != 4 * ref.count:
+    raw = scale_blobs[ref.blob][ref.offset : ref.end]
+    if len(raw) != ref.end - ref.offset:
         raise IntegrityError(f"{archive.source}: the scales of tensor {record.name!r} lie outside their blob")
     return np.frombuffer(raw, dtype="<f4")
 
