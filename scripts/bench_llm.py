@@ -11,9 +11,10 @@ exploit. Shorter ladders of `smallest` with the architecture and of NNCodec run 
 Gaussian noise of a tenth of each 32-block's Q4_1 step added to every quantized matrix, to show that the
 ranking holds without the grid.
 
-Writes results/llm/llm.json and llm.md. Points are kept in results/llm/points/ (a rerun skips them); the
-points that scripts/generality.py runs identically on the original checkpoint (`smallest` with the
-architecture, NNCodec, int8 + zstd) are kept once, in results/generality/points/.
+Writes results/llm/llm.json and llm.md. Points are kept in results/llm/points/ (a rerun skips them, as
+scripts/generality.py does); the points that scripts/generality.py runs identically on the original
+checkpoint (`smallest` with the architecture, NNCodec, int8 + zstd) are kept once, in
+results/generality/points/.
 
     python scripts/bench_llm.py [--ladder Q ...] [--nncodec-qps Q ...] [--skip-noisy]
 """
@@ -29,13 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import RESULTS, run_measured, write_results
-from generality import Suite
+from generality import Suite, recipe_stamp
 from suite_models import SUITE, cache_dir
 
 from vcwc.format.safetensors import SafetensorsFile, SafetensorsWriter, from_array
 
 BLOCK = 32  # values per Q4_1 block along a row
 SMALLEST = ("--recipe", "smallest")
+NAMED_RECIPE = {"lossless": "lossless", "smallest": "smallest", "smallest+arch": "smallest"}  # by method
 # This script's methods that scripts/generality.py runs identically on the original checkpoint, by its names.
 SHARED_WITH_GENERALITY = {"smallest+arch": "vcwc", "nncodec": "nncodec", "int8_zstd": "int8_zstd"}
 
@@ -179,7 +181,8 @@ def main() -> int:
             for q in (args.nncodec_qps if original else args.noisy_nncodec_qps)
         ]
         for method, setting, run in runs:
-            record = suite.point(method, setting, run)
+            stamp = recipe_stamp(NAMED_RECIPE[method]) if method in NAMED_RECIPE else None
+            record = suite.point(method, setting, run, stamp=stamp)
             records.append({**record, "checkpoint": label})
     text = markdown(records, reference)
     write_results(args.out, "llm", records, text)

@@ -9,8 +9,9 @@ sentence embedder, a causal language model), over a ladder of step QPs:
 then the task measure on real data. Beside it, on the same tensors (every float tensor of 2+ dimensions)
 and in the same accounting: NNCodec 2.1.3 at QPs in steps of 1 (scripts/setup_nncodec.sh), and int8 per
 output channel + zstd -19. Each point is one JSON record in results/generality/points/ (a rerun skips
-finished points); then the table (the smallest file meeting each model's bar, and the ratios the issue
-asks for) and a plot are written. The suite's models come from scripts/prepare_models.py.
+finished points, unless a vcwc point was made with other settings of `smallest` or other "auto" rules);
+then the table (the smallest file meeting each model's bar, and the ratios the issue asks for) and a plot
+are written. The suite's models come from scripts/prepare_models.py.
 
     python scripts/generality.py [--models NAME ...] [--no-arch | --folder-arch] [--allocation uniform|sensitivity]
                                  [--calibration] [--step-qps Q ...] [--out results/generality]
@@ -25,6 +26,7 @@ measure never reads (scripts/suite_models.py), to see what data would add to the
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -40,6 +42,7 @@ from suite_models import SUITE, SuiteModel, read_state
 from vcwc.errors import NNCodecUnavailable
 from vcwc.files import atomic_write
 from vcwc.quant.quantize import QuantConfig, dequantize, quantize
+from vcwc.recipe import AUTO_RULES, named
 
 # Step QPs of the smallest recipe, and NNCodec's QPs, per model: in steps of 1 from inside each bar to past
 # it (where the knees lay in exploratory runs), so that the smallest file meeting the bar is found to one QP.
@@ -54,6 +57,13 @@ def coded_names(state: dict[str, torch.Tensor]) -> list[str]:
     return [n for n, t in state.items() if t.is_floating_point() and t.dim() >= 2 and t.numel()]
 
 
+def recipe_stamp(name: str) -> dict:
+    """What a vcwc point is measured with beyond its command line: the named recipe's settings and the rules
+    of its "auto" choices. A record made with others is measured again (a change inside a method, which
+    neither shows, still needs its records deleted)."""
+    return json.loads(json.dumps({"recipe": named(name).to_dict(), "auto_rules": AUTO_RULES}))
+
+
 class Suite:
     def __init__(self, model: SuiteModel, out: Path, path: Path | None = None):
         self.model, self.out, self.path = model, out, path or model.path()
@@ -66,12 +76,20 @@ class Suite:
     def record_path(self, method: str, setting) -> Path:
         return self.out / "points" / f"{self.model.name}--{method}--{setting}.json"
 
-    def point(self, method: str, setting, run) -> dict:
+    def point(self, method: str, setting, run, stamp: dict | None = None) -> dict:
+        """The record of one point, measured by `run` unless a record of it exists with the same `stamp`."""
         path = self.record_path(method, setting)
         if path.exists():
-            return json.loads(path.read_text())
+            record = json.loads(path.read_text())
+            if record.get("stamp") == stamp:
+                return record
+            print(
+                f"{path}: made with other recipe settings or auto rules, or unstamped; measured again", file=sys.stderr
+            )
         start = time.perf_counter()
         record = {"model": self.model.name, "method": method, "setting": setting, **run()}
+        if stamp is not None:
+            record["stamp"] = stamp
         record["seconds"] = time.perf_counter() - start
         quality = {k: v for k, v in record.pop("quality").items() if isinstance(v, (int, float))}
         record.update(quality=quality, meets_bar=self.model.bar(quality, self.reference))
@@ -283,7 +301,8 @@ def main() -> int:
         model_options = options + (("--calibration", str(SUITE[name].calibration_file())) if args.calibration else ())
         ladder = (CALIBRATION_STEP_QPS if args.calibration else STEP_QPS)[name]
         for qp in args.step_qps or ladder:
-            suite.point(method, qp, lambda qp=qp, suite=suite, o=model_options: suite.vcwc(qp, arch, o))
+            run = functools.partial(suite.vcwc, qp, arch, model_options)
+            suite.point(method, qp, run, stamp=recipe_stamp("smallest"))
         suite.point("int8_zstd", "per_channel", suite.int8_zstd)
         try:
             for qp in NNCODEC_QPS[name]:
