@@ -26,6 +26,18 @@ MODULE = textwrap.dedent("""
     def broken():
         raise RuntimeError("no such layer")
 
+    class Positions(nn.Module):
+        # A token model that takes at most 16 tokens: position embeddings of its own.
+        def __init__(self):
+            super().__init__()
+            self.tokens, self.positions, self.head = nn.Embedding(50, 8), nn.Embedding(16, 8), nn.Linear(8, 3)
+
+        def forward(self, ids):
+            return self.head(self.tokens(ids) + self.positions.weight[: ids.shape[1]])
+
+    def positions():
+        return Positions()
+
     NOT_CALLABLE = 3
 """)
 
@@ -92,3 +104,19 @@ def test_a_forward_pass_that_fails_on_the_input_shape_is_named(workdir, models_d
     assert compress(models_dir, workdir, "mymodels:digits", "--rounding", "gptq", "--input-shape", "3,9,9") == 1
     error = capsys.readouterr().err
     assert "forward pass of DigitsResNet failed on gaussian noise of shape (32, 3, 9, 9)" in error
+    assert "give one input's shape with --input-shape" in error and len(error.strip().splitlines()) == 1
+
+
+def test_a_token_model_shorter_than_the_default_sequence_is_told_to_give_its_length(workdir, capsys):
+    import torch
+    from mymodels import positions
+    from safetensors.torch import save_model
+
+    torch.manual_seed(0)
+    save_model(positions(), str(workdir / "positions.safetensors"))
+    command = ["compress", "positions.safetensors", "-o", "out.vcwc", "--force", "--recipe", "smallest"]
+    assert cli.main([*command, "--arch", "mymodels:positions"]) == 1
+    error = capsys.readouterr().err
+    assert "failed on random tokens of shape (2, 128)" in error and "--input-shape" in error, error
+    assert not (workdir / "out.vcwc").exists()
+    assert cli.main([*command, "--arch", "mymodels:positions", "--input-shape", "16"]) == 0

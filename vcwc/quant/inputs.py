@@ -50,6 +50,7 @@ class Batch:
 
 class GaussianNoise:
     kind = "gaussian_noise"
+    remedy = "give one input's shape with --input-shape, or real inputs with --calibration"
     normalize_batchnorm = True  # noise carries no statistics of its own: BatchNorms use the batch's
 
     def __init__(self, input_shape: tuple[int, ...], batches: int = BATCHES):
@@ -71,6 +72,7 @@ class GaussianNoise:
 
 class RandomTokens:
     kind = "random_tokens"
+    remedy = "give the sequence length the model takes with --input-shape, or real inputs with --calibration"
     normalize_batchnorm = False
 
     def __init__(self, vocabulary: int, input_shape: tuple[int, ...] | None = None, batches: int = TOKEN_BATCHES):
@@ -97,6 +99,7 @@ class RandomTokens:
 
 class CalibrationInputs:
     kind = "calibration_inputs"
+    remedy = "check the --calibration file's arrays against the model's forward"
     normalize_batchnorm = False  # real inputs: BatchNorms keep their running statistics
 
     def __init__(self, arrays: dict[str, np.ndarray], source: str, batch_size: int = 8, limit: int | None = None):
@@ -247,5 +250,5 @@ def pass_failed(module: nn.Module, driver, batch, exc: Exception, what: str = "f
     detail = first_line(exc, 200)
     return InputError(
         f"the {what} of {type(module).__name__} failed on {driver.kind.replace('_', ' ')} "
-        f"of shape {', '.join(map(str, shapes))} ({type(exc).__name__}: {detail})"
+        f"of shape {', '.join(map(str, shapes))} ({type(exc).__name__}: {detail}); {driver.remedy}"
     )
