@@ -150,6 +150,26 @@ def test_non_finite_values_stored_uncoded_are_warned_about(tmp_path, capsys):
     assert any("'b'" in warning and "NaN" in warning for warning in summary["warnings"])
 
 
+def strict_json(text: str):
+    """JSON as a strict parser (jq, JavaScript) reads it: NaN and Infinity are not JSON."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_model_without_weight_matrices_reports_no_bits_per_weight_as_strict_json(tmp_path, capsys):
+    model = tmp_path / "buffers.safetensors"
+    save_file({"steps": torch.arange(10), "mask": torch.ones(3, 3, dtype=torch.bool)}, str(model))
+    out = tmp_path / "buffers.vcwc"
+    assert cli.main(["compress", str(model), "-o", str(out), "--recipe", "smallest", "--json"]) == 0
+    assert strict_json(capsys.readouterr().out)["bits_per_weight"] is None
+    assert cli.main(["info", str(out), "--json"]) == 0
+    info = strict_json(capsys.readouterr().out)
+    assert info["bits_per_weight"] is None and info["coded_weights"] == 0
+
+
 def test_info_shows_step_qp_rounding_and_corrections(tmp_path, models_dir, capsys):
     out = tmp_path / "digits.vcwc"
     assert (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -82,6 +83,23 @@ def refuse_overwrite(path: str, force: bool) -> None:
     if target.is_dir() and not any(target.iterdir()):
         return
     raise InputError(f"output {path!r} exists; pass --force to overwrite it")
+
+
+def _json_ready(value):
+    """`value` with every non-finite float as null: JSON has no NaN or infinity, and strict parsers (jq,
+    JavaScript) reject Python's spelling of them (a file with no coded weights has no bits per weight)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    return value
+
+
+def print_json(value, default=None) -> None:
+    """The one JSON object a command's --json prints on stdout (`default` as json.dumps takes it)."""
+    print(json.dumps(_json_ready(value), indent=2, allow_nan=False, default=default))
 
 
 def say(message: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -302,19 +301,16 @@ def run(args) -> int:
     _say_methods(methods)
     if args.json:
         search = target_drop.search_summary(searched) if searched else None
-        print(
-            json.dumps(
-                {
-                    "output": str(output),
-                    **summary(report),
-                    "recipe": compressed.recipe,
-                    "methods": methods,
-                    "warnings": warnings_seen,
-                    "notes": compressed.notes,
-                    **({"target_drop": search} if search else {}),
-                },
-                indent=2,
-            )
+        common.print_json(
+            {
+                "output": str(output),
+                **summary(report),
+                "recipe": compressed.recipe,
+                "methods": methods,
+                "warnings": warnings_seen,
+                "notes": compressed.notes,
+                **({"target_drop": search} if search else {}),
+            }
         )
         return 0
     if searched:

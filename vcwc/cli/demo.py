@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 from ..bench.names import SOFTWARE_CODECS
@@ -38,18 +37,15 @@ def run(args) -> int:
         args.model, args.arch, args.data, limit=args.limit, codecs=codec_list, ffmpeg_path=args.ffmpeg, progress=True
     )
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "model": result.model,
-                    "arch": result.arch,
-                    "data": result.data,
-                    "skipped": result.skipped,
-                    "rows": result.rows,
-                },
-                indent=2,
-                default=str,
-            )
+        common.print_json(
+            {
+                "model": result.model,
+                "arch": result.arch,
+                "data": result.data,
+                "skipped": result.skipped,
+                "rows": result.rows,
+            },
+            default=str,
         )
         return 0
     original = result.rows[0]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from . import common
 
 
@@ -21,15 +19,12 @@ def run(args) -> int:
     binary = ffmpeg.find_ffmpeg(args.ffmpeg)
     statuses = probe.all_availability(binary, refresh=args.refresh)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "ffmpeg": binary,
-                    "ffmpeg_version": ffmpeg.version(binary),
-                    "encoders": [{**get_codec(s.codec).describe(), **s.to_dict()} for s in statuses],
-                },
-                indent=2,
-            )
+        common.print_json(
+            {
+                "ffmpeg": binary,
+                "ffmpeg_version": ffmpeg.version(binary),
+                "encoders": [{**get_codec(s.codec).describe(), **s.to_dict()} for s in statuses],
+            }
         )
         return 0
     print(f"{ffmpeg.version(binary)}\n{binary}\n")

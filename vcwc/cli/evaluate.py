@@ -3,10 +3,10 @@ agreement with the original, against a reference."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..models.registry import ARCHITECTURES, DEFAULT_PREPROCESS
+from . import common
 
 
 def add_parser(commands) -> None:
@@ -72,7 +72,7 @@ def run(args) -> int:
         raise InputError(f"--limit must be at least 1, got {args.limit}")
     result = run_images(args) if is_image_data(args.data) else run_text(args)
     if args.json:
-        print(json.dumps({"model": args.model, "data": args.data, "reference": args.reference, **result}, indent=2))
+        common.print_json({"model": args.model, "data": args.data, "reference": args.reference, **result})
     return 0
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from . import common
 
 
@@ -26,20 +24,17 @@ def run(args) -> int:
         streams = describe_streams(archive)
     recipe = Recipe.from_dict(meta.recipe, f"{args.input}: recipe") if meta.recipe else None
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "input": args.input,
-                    "vcwc_version": meta.vcwc_version,
-                    "ffmpeg_version": meta.ffmpeg_version,
-                    "recipe": meta.recipe,
-                    "methods": meta.methods,
-                    "bias_correction": meta.bias_correction,
-                    **report.to_dict(),
-                    "streams": streams,
-                },
-                indent=2,
-            )
+        common.print_json(
+            {
+                "input": args.input,
+                "vcwc_version": meta.vcwc_version,
+                "ffmpeg_version": meta.ffmpeg_version,
+                "recipe": meta.recipe,
+                "methods": meta.methods,
+                "bias_correction": meta.bias_correction,
+                **report.to_dict(),
+                "streams": streams,
+            }
         )
         return 0
     corrected = set(((meta.methods or {}).get("bias_correction") or {}).get("corrected") or ())
