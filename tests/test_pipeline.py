@@ -221,6 +221,19 @@ def test_with_a_fixed_step_only_the_row_holding_an_outlier_is_coarser_and_the_fi
     assert vcwc.step_from_qp(-20) / 2 < error[3].max() <= 10.0 / 127 / 2 * 1.0001
 
 
+@pytest.mark.parametrize("recipe", ["smallest", "fast"])
+def test_a_one_column_tensor_with_outliers_costs_about_its_int8_symbols_not_a_scale_per_weight(recipe):
+    torch.manual_seed(2)
+    model = {"gain.weight": torch.randn(3000, 1)}  # beyond int8's reach at the step in some rows
+    compressed = vcwc.compress(
+        model, vcwc.RECIPES[recipe].with_changes(step_qp=-26) if recipe == "smallest" else recipe
+    )
+    report = compressed.size_report()
+    assert report.quantizer_bytes == 4 and report.bits_per_weight < 8.1
+    error = vcwc.decompress(compressed.data)["gain.weight"] - model["gain.weight"]
+    assert error.abs().max() <= model["gain.weight"].abs().max() / 127 * 1.0001
+
+
 def test_a_tensor_never_costs_more_than_its_raw_int8_symbols(models_dir, tmp_path):
     from vcwc.codecs.streams import extract
     from vcwc.format.container import Container

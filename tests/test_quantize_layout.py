@@ -128,12 +128,25 @@ def test_fixed_step_quantizes_every_tensor_on_the_same_grid_without_clipping():
 
 
 def test_fixed_step_coarsens_only_the_rows_that_hold_outliers():
-    weights = torch.tensor([[0.05, -0.031], [5.0, -1.0], [0.2, 0.01]])  # row 1 would need 500 levels
+    # Row 1 would need 500 levels; rows of 5 weights are long enough to pay for a scale each.
+    weights = torch.nn.functional.pad(torch.tensor([[0.05, -0.031], [5.0, -1.0], [0.2, 0.01]]), (0, 3))
     q = quantize(weights, QuantConfig(step=0.01))
     assert q.scales.tolist() == pytest.approx([0.01, 5.0 / 127, 0.01])
-    assert q.symbols.tolist() == [[5, -3], [127, -25], [20, 1]]
+    assert q.symbols.tolist() == [[5, -3, 0, 0, 0], [127, -25, 0, 0, 0], [20, 1, 0, 0, 0]]
     within = quantize(weights[[0, 2]], QuantConfig(step=0.01))
     assert within.scales.tolist() == [pytest.approx(0.01)]  # one scale where no row needs more
+
+
+@pytest.mark.parametrize("config", [QuantConfig(step=0.01), QuantConfig("per_channel")], ids=["step", "per_channel"])
+def test_rows_too_short_to_pay_for_a_scale_share_one(config):
+    # A scale per row costs 4 bytes: for rows of 4 weights or fewer it would cost more than their symbols.
+    weights = torch.tensor([[0.05], [5.0], [0.2], [-0.7]]) * torch.ones(4, 4)  # row 1 beyond 127 steps
+    short = quantize(weights, config)
+    assert short.scales.tolist() == [pytest.approx(5.0 / 127)] and short.granularity == "per_tensor"
+    longer = quantize(torch.cat([weights, weights[:, :1]], dim=1), config)  # 5 weights a row: a scale each
+    assert len(longer.scales) == 4 and longer.granularity == "per_channel"
+    one_row = quantize(weights[:1], QuantConfig("per_channel"))
+    assert one_row.granularity == "per_channel" and len(one_row.scales) == 1
 
 
 def test_entropy_bits_counts_whole_array():

@@ -307,7 +307,7 @@ def _finish_tensor(
             tuple(q.symbols.shape),
             "video",
             quantizer=QuantizerRecord(
-                "per_channel" if len(q.scales) > 1 else q.config.granularity,
+                q.granularity,
                 q.config.bits,
                 q.config.max_level,
                 scales,

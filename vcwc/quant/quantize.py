@@ -16,6 +16,10 @@ from .dependent import reach, reconstruction_levels, trellis_symbols
 BLOCK_ELEMENTS = 1 << 22
 MAX_BITS = 10  # the widest symbols a 10-bit frame holds: -511..511
 ROUNDINGS = ("nearest", "gptq", "dependent")
+# A row's own scale is a float32: it pays only where the row holds more weights than its 4 bytes would hold
+# as int8 symbols. Rows of fewer (a (N, 1) tensor) share one scale, or the scales would cost more than the
+# weights they serve (40 bits a weight).
+MIN_ROW_WEIGHTS_FOR_A_SCALE = 5
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,14 @@ class Quantized:
     config: QuantConfig
     columns: np.ndarray | None = None  # float32 step factor per column of the weight matrix, or None
 
+    @property
+    def granularity(self) -> str:
+        """What the scales are: one per row (outlier rows under a step, or asked for), or one for the
+        tensor (also where per-channel rows are too short to pay for a scale each)."""
+        if len(self.scales) > 1 or (self.config.granularity == "per_channel" and as_rows(self.symbols).shape[0] == 1):
+            return "per_channel"
+        return "per_tensor"
+
 
 def as_rows(array: np.ndarray) -> np.ndarray:
     """A tensor as the matrix its rows (output channels) make: (shape[0], -1), a scalar as (1, 1)."""
@@ -101,9 +113,10 @@ def scales_of(values: np.ndarray, config: QuantConfig) -> np.ndarray:
     rows = np.concatenate(
         [np.abs(matrix[block].astype(np.float64)).max(axis=1) for block in _row_blocks(*matrix.shape)]
     )
-    if config.granularity == "per_channel" and values.ndim:
+    row_scales_pay = matrix.shape[1] >= MIN_ROW_WEIGHTS_FOR_A_SCALE
+    if config.granularity == "per_channel" and values.ndim and row_scales_pay:
         peaks = rows
-    elif config.step is not None and values.ndim >= 2 and rows.max() > config.step * config.reach:
+    elif config.step is not None and values.ndim >= 2 and row_scales_pay and rows.max() > config.step * config.reach:
         # Outliers: only the rows (output channels) that hold them get a coarser scale; the others keep the
         # step. A scale per row costs 4 bytes a row; one coarser scale would coarsen every weight.
         peaks = rows
