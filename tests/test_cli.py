@@ -121,6 +121,30 @@ def test_a_torchscript_archive_is_refused_with_the_fix(tmp_path, capsys):
     assert len(captured.err.strip().splitlines()) == 1 and not (tmp_path / "x.vcwc").exists()
 
 
+@pytest.mark.parametrize(
+    "name, content, named",
+    [
+        ("model.gguf", b"GGUF\x03\x00\x00\x00" + bytes(64), "a GGUF file"),
+        ("model.h5", b"\x89HDF\r\n\x1a\n" + bytes(64), "an HDF5 file"),
+        ("model.tflite", b"\x1c\x00\x00\x00TFL3" + bytes(64), "a TensorFlow Lite model"),
+        ("model.onnx", b"\x08\x07\x12\x04" + bytes(64), "an ONNX model"),
+        ("weights.npz", None, "a NumPy .npz archive"),
+    ],
+)
+def test_a_model_of_another_framework_is_named_with_the_way_to_safetensors(tmp_path, capsys, name, content, named):
+    import numpy as np
+
+    path = tmp_path / name
+    if content is None:
+        np.savez(path, w=np.ones((4, 4), np.float32))
+    else:
+        path.write_bytes(content)
+    assert cli.main(["compress", str(path), "-o", str(tmp_path / "x.vcwc")]) == 1
+    error = capsys.readouterr().err
+    assert f"{path}: {named}" in error and "safetensors" in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "x.vcwc").exists()
+
+
 class Payload:  # needs pickle code to load
     def __init__(self):
         self.weights = torch.ones(2, 2)

@@ -271,7 +271,42 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
+# Model formats of other frameworks, by their first bytes (and where they have none, the suffix): named in
+# the error, with the way to safetensors, instead of torch.load's complaint about a zip archive.
+_FOREIGN_FORMATS = (
+    (
+        lambda head, path: head.startswith(b"GGUF"),
+        "a GGUF file (llama.cpp)",
+        "load it with transformers' from_pretrained(FOLDER, gguf_file=NAME) and save_pretrained() it as safetensors",
+    ),
+    (
+        lambda head, path: head.startswith(b"\x89HDF\r\n\x1a\n"),
+        "an HDF5 file (Keras)",
+        "export its weights to a PyTorch state dict or safetensors",
+    ),
+    (lambda head, path: head[4:8] == b"TFL3", "a TensorFlow Lite model", "export its weights to safetensors"),
+    (lambda head, path: path.suffix == ".onnx", "an ONNX model", "export its initializers to safetensors"),
+    (
+        lambda head, path: path.suffix == ".npz",
+        "a NumPy .npz archive",
+        "save the arrays with safetensors.numpy.save_file(dict(numpy.load(PATH)), 'weights.safetensors')",
+    ),
+)
+
+
+def _foreign_format(path: Path) -> None:
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    for matches, what, remedy in _FOREIGN_FORMATS:
+        if matches(head, path):
+            raise InputError(
+                f"{path}: {what}; vcwc reads safetensors, PyTorch state dicts and checkpoints, and Hugging Face "
+                f"folders: {remedy}"
+            )
+
+
 def _torch_load(path: Path):
+    _foreign_format(path)
     if _is_torchscript(path):
         raise InputError(
             f"{path}: a TorchScript archive; vcwc reads weights alone (loading TorchScript runs its code): save "
