@@ -192,6 +192,9 @@ def test_a_model_without_weight_matrices_reports_no_bits_per_weight_as_strict_js
     assert cli.main(["info", str(out), "--json"]) == 0
     info = strict_json(capsys.readouterr().out)
     assert info["bits_per_weight"] is None and info["coded_weights"] == 0
+    assert cli.main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "no coded weights" in text and "larger than the original" in text and "nan" not in text
 
 
 def test_info_shows_step_qp_rounding_and_corrections(tmp_path, models_dir, capsys):

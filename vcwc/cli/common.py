@@ -102,6 +102,17 @@ def print_json(value, default=None) -> None:
     print(json.dumps(_json_ready(value), indent=2, allow_nan=False, default=default))
 
 
+def size_against_original(ratio: float, digits: int = 1) -> str:
+    """'4.3x smaller', or where the file came out larger (tiny models: the header dominates), '1.28x larger'."""
+    return f"{ratio:.{digits}f}x smaller" if ratio >= 1 else f"{1 / ratio:.2f}x larger"
+
+
+def bits_per_weight_text(report) -> str:
+    if not report.coded_weights:
+        return "no coded weights (no floating-point tensor of two or more dimensions)"
+    return f"{report.coded_weights:,} coded weights at {report.bits_per_weight:.3f} bits/weight"
+
+
 def say(message: str) -> None:
     print(f"vcwc: {message}", file=sys.stderr)
 

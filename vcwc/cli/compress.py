@@ -322,10 +322,9 @@ def run(args) -> int:
         )
     resolved = Recipe.from_dict(compressed.recipe)
     print(
-        f"{output}: {report.file_bytes:,} bytes, {report.compression_ratio:.1f}x smaller than the original "
-        f"({report.original_bytes:,} bytes); {report.coded_weights:,} weights coded with "
-        f"{resolved.describe()}, at {report.bits_per_weight:.3f} bits/weight; lowest weight SNR "
-        f"{lowest_snr(report)}"
+        f"{output}: {report.file_bytes:,} bytes, {common.size_against_original(report.compression_ratio)} than the "
+        f"original ({report.original_bytes:,} bytes); {common.bits_per_weight_text(report)}, coded with "
+        f"{resolved.describe()}; lowest weight SNR {lowest_snr(report)}"
     )
     return 0
 

@@ -79,8 +79,8 @@ def run(args) -> int:
     print(
         f"file {report.file_bytes:,} bytes = header+metadata {report.header_bytes:,} + video {report.video_bytes:,}"
         f" + scales {report.quantizer_bytes:,} + uncoded {report.uncoded_bytes:,}\n"
-        f"{report.coded_weights:,} coded weights at {report.bits_per_weight:.3f} bits/weight; "
-        f"{report.compression_ratio:.2f}x smaller than the original {report.original_bytes:,} bytes"
+        f"{common.bits_per_weight_text(report)}; "
+        f"{common.size_against_original(report.compression_ratio, 2)} than the original {report.original_bytes:,} bytes"
     )
     if recipe:
         print(f"recipe: {recipe.name or 'custom'}: {recipe.describe()}")
