@@ -213,10 +213,12 @@ def load_model(path: str | os.PathLike) -> ModelSource:
     if not path.is_file():
         raise InputError(f"model file {str(path)!r} is not a file")
     with open(path, "rb") as handle:
-        if handle.read(len(MAGIC)) == MAGIC:
-            raise InputError(
-                f"{path}: is a .vcwc file, already compressed; decompress it first, or give the original model"
-            )
+        head = handle.read(16)
+    if head.startswith(MAGIC):
+        raise InputError(
+            f"{path}: is a .vcwc file, already compressed; decompress it first, or give the original model"
+        )
+    _refuse_foreign_format(path, head)
     if path.name.endswith(".index.json"):
         return _load_index(path)
     if path.suffix == ".safetensors":
@@ -294,9 +296,7 @@ _FOREIGN_FORMATS = (
 )
 
 
-def _foreign_format(path: Path) -> None:
-    with open(path, "rb") as handle:
-        head = handle.read(16)
+def _refuse_foreign_format(path: Path, head: bytes) -> None:
     for matches, what, remedy in _FOREIGN_FORMATS:
         if matches(head, path):
             raise InputError(
@@ -306,7 +306,6 @@ def _foreign_format(path: Path) -> None:
 
 
 def _torch_load(path: Path):
-    _foreign_format(path)
     if _is_torchscript(path):
         raise InputError(
             f"{path}: a TorchScript archive; vcwc reads weights alone (loading TorchScript runs its code): save "
