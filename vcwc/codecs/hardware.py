@@ -220,6 +220,19 @@ class Amf(HardwareCodec):
     default_preset = "balanced"
     # Conservative: the 4K limit of AMD's VCN encoders.
     max_width, max_height = 4096, 2160
+    qp_options: tuple[str, ...] = ()  # the encoder's options that take the constant QP
+
+    def output_options(self, settings):
+        return {
+            "c:v": self.encoder,
+            "usage": "transcoding",
+            "quality": settings.preset or self.default_preset,
+            "rc": "cqp",
+            **{option: str(settings.qp) for option in self.qp_options},
+            "g": "1",
+            "bf": "0",
+            **self.sei_filter,
+        }
 
 
 @register
@@ -230,21 +243,7 @@ class H264Amf(Amf):
     encoder = "h264_amf"
     container = "h264"
     block_size = 16
-
-    def output_options(self, settings):
-        qp = str(settings.qp)
-        return {
-            "c:v": self.encoder,
-            "usage": "transcoding",
-            "quality": settings.preset or self.default_preset,
-            "rc": "cqp",
-            "qp_i": qp,
-            "qp_p": qp,
-            "qp_b": qp,
-            "g": "1",
-            "bf": "0",
-            **self.sei_filter,
-        }
+    qp_options = ("qp_i", "qp_p", "qp_b")
 
 
 @register
@@ -255,20 +254,7 @@ class HevcAmf(Amf):
     encoder = "hevc_amf"
     container = "hevc"
     block_size = 64
-
-    def output_options(self, settings):
-        qp = str(settings.qp)
-        return {
-            "c:v": self.encoder,
-            "usage": "transcoding",
-            "quality": settings.preset or self.default_preset,
-            "rc": "cqp",
-            "qp_i": qp,
-            "qp_p": qp,
-            "g": "1",
-            "bf": "0",
-            **self.sei_filter,
-        }
+    qp_options = ("qp_i", "qp_p")  # hevc_amf has no B-frame QP
 
 
 class MediaCodec(HardwareCodec):
