@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .format.container import MAGIC
+from .file_kinds import is_torchscript, refuse_other_kinds
 from .format.safetensors import SafetensorsFile, from_array
 
 TORCH_SUFFIXES = {".pt", ".pth", ".th", ".bin", ".ckpt"}
@@ -212,13 +212,7 @@ def load_model(path: str | os.PathLike) -> ModelSource:
         return _load_folder(path)
     if not path.is_file():
         raise InputError(f"model file {str(path)!r} is not a file")
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    if head.startswith(MAGIC):
-        raise InputError(
-            f"{path}: is a .vcwc file, already compressed; decompress it first, or give the original model"
-        )
-    _refuse_foreign_format(path, head)
+    refuse_other_kinds(path)
     if path.name.endswith(".index.json"):
         return _load_index(path)
     if path.suffix == ".safetensors":
@@ -264,49 +258,8 @@ def _load_index(index: Path) -> ModelSource:
     return SafetensorsModel([index.parent / name for name in names], str(index.parent), dict(weight_map), metadata)
 
 
-def _is_torchscript(path: Path) -> bool:
-    """A TorchScript archive (torch.jit.save): a zip whose records include the model's code."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return False
-
-
-# Model formats of other frameworks, by their first bytes (and where they have none, the suffix): named in
-# the error, with the way to safetensors, instead of torch.load's complaint about a zip archive.
-_FOREIGN_FORMATS = (
-    (
-        lambda head, path: head.startswith(b"GGUF"),
-        "a GGUF file (llama.cpp)",
-        "load it with transformers' from_pretrained(FOLDER, gguf_file=NAME) and save_pretrained() it as safetensors",
-    ),
-    (
-        lambda head, path: head.startswith(b"\x89HDF\r\n\x1a\n"),
-        "an HDF5 file (Keras)",
-        "export its weights to a PyTorch state dict or safetensors",
-    ),
-    (lambda head, path: head[4:8] == b"TFL3", "a TensorFlow Lite model", "export its weights to safetensors"),
-    (lambda head, path: path.suffix == ".onnx", "an ONNX model", "export its initializers to safetensors"),
-    (
-        lambda head, path: path.suffix == ".npz",
-        "a NumPy .npz archive",
-        "save the arrays with safetensors.numpy.save_file(dict(numpy.load(PATH)), 'weights.safetensors')",
-    ),
-)
-
-
-def _refuse_foreign_format(path: Path, head: bytes) -> None:
-    for matches, what, remedy in _FOREIGN_FORMATS:
-        if matches(head, path):
-            raise InputError(
-                f"{path}: {what}; vcwc reads safetensors, PyTorch state dicts and checkpoints, and Hugging Face "
-                f"folders: {remedy}"
-            )
-
-
 def _torch_load(path: Path):
-    if _is_torchscript(path):
+    if is_torchscript(path):
         raise InputError(
             f"{path}: a TorchScript archive; vcwc reads weights alone (loading TorchScript runs its code): save "
             f"them with torch.save(torch.jit.load(PATH).state_dict(), 'weights.pt') or safetensors"
